@@ -1,0 +1,129 @@
+"""Learner speed per model size preset: updates/s at batch B x T, the env steps/s that
+sustains at the train ratio, and policy-step latency. Prints one JSON object per line.
+
+    python benchmarks/bench_learner.py --sizes tiny 12m --updates 5 --obs image
+    python benchmarks/bench_learner.py --device cuda --precision bfloat16 --compile
+
+Inputs are synthetic (random observations of the right shapes), so this measures the
+learner alone; replay sampling runs in a prefetch thread during training.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import time
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+from daydream.agent import Agent
+from daydream.config import load_config
+
+
+def spaces_for(obs: str) -> tuple[gym.spaces.Dict, gym.spaces.Box]:
+    if obs == "image":
+        obs_space = {"image": gym.spaces.Box(0, 255, (64, 64, 3), np.uint8)}
+    else:  # walker-walk's proprio sizes
+        obs_space = {"orientations": gym.spaces.Box(-np.inf, np.inf, (14,), np.float32),
+                     "height": gym.spaces.Box(-np.inf, np.inf, (1,), np.float32),
+                     "velocity": gym.spaces.Box(-np.inf, np.inf, (9,), np.float32)}
+    obs_space["is_first"] = gym.spaces.Box(0, 1, (), bool)
+    return gym.spaces.Dict(obs_space), gym.spaces.Box(-1, 1, (6,), np.float32)
+
+
+def synthetic_batch(obs_space: gym.spaces.Dict, action_dim: int, b: int, t: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    batch = {}
+    for key, space in obs_space.spaces.items():
+        if space.dtype == np.uint8:
+            batch[key] = rng.integers(0, 256, (b, t, *space.shape), dtype=np.uint8)
+        elif space.dtype == bool:
+            batch[key] = np.zeros((b, t), bool)
+        else:
+            batch[key] = rng.normal(size=(b, t, *space.shape)).astype(np.float32)
+    batch["is_first"][:, 0] = True
+    batch["action"] = rng.uniform(-1, 1, (b, t, action_dim)).astype(np.float32)
+    batch["reward"] = rng.normal(size=(b, t)).astype(np.float32)
+    batch["is_terminal"] = np.zeros((b, t), bool)
+    return batch
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def bench(size: str, args: argparse.Namespace) -> dict:
+    overrides = [f"size={size}", f"device={args.device}", f"precision={args.precision}", f"compile={str(args.compile).lower()}",
+                 f"replay.batch_size={args.batch}", f"replay.batch_length={args.length}"]
+    if args.obs == "image":
+        overrides += ["model.mlp_keys=^$", "model.cnn_keys=^image$"]
+    config = load_config(None, overrides)
+    obs_space, act_space = spaces_for(args.obs)
+    agent = Agent(config, obs_space, act_space)
+    rng = np.random.default_rng(0)
+    batch = synthetic_batch(obs_space, act_space.shape[0], args.batch, args.length, rng)
+    for _ in range(args.warmup):
+        agent.train(batch)
+    sync(agent.device)
+    times = []
+    for _ in range(args.updates):
+        start = time.perf_counter()
+        metrics = agent.train(batch)
+        sync(agent.device)
+        times.append(time.perf_counter() - start)
+    assert all(np.isfinite(float(v)) for v in metrics.values())
+
+    obs = {k: v[:1, 0] for k, v in batch.items() if k in obs_space.spaces}
+    state = None
+    latencies = []
+    for i in range(args.policy_steps + 10):
+        start = time.perf_counter()
+        _, state = agent.policy(obs, state)
+        sync(agent.device)
+        if i >= 10:
+            latencies.append(time.perf_counter() - start)
+    update_s = statistics.median(times)
+    steps_per_update = args.batch * args.length / config.train.train_ratio
+    return {
+        "bench": "learner",
+        "size": size,
+        "obs": args.obs,
+        "device": str(agent.device),
+        "precision": str(agent.dtype).replace("torch.", ""),
+        "compile": args.compile,
+        "params_m": round(sum(p.numel() for p in agent.nets.parameters() if p.requires_grad) / 1e6, 2),
+        "batch": [args.batch, args.length],
+        "update_ms": round(update_s * 1000, 1),
+        "updates_per_s": round(1 / update_s, 3),
+        "env_steps_per_s_at_ratio": round(steps_per_update / update_s, 2),
+        "train_ratio": config.train.train_ratio,
+        "policy_ms_p50": round(1000 * float(np.percentile(latencies, 50)), 3),
+        "policy_ms_p99": round(1000 * float(np.percentile(latencies, 99)), 3),
+        "threads": torch.get_num_threads(),
+        "machine": platform.processor() or platform.machine(),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", nargs="+", default=["tiny", "12m", "25m", "50m"])
+    parser.add_argument("--obs", choices=["image", "proprio"], default="image")
+    parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--length", type=int, default=64)
+    parser.add_argument("--updates", type=int, default=5)
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--policy-steps", type=int, default=200)
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--precision", default="auto")
+    parser.add_argument("--compile", action="store_true")
+    args = parser.parse_args()
+    for size in args.sizes:
+        print(json.dumps(bench(size, args)), flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,237 @@
+"""The Dreamer agent: acting (`policy`), learning (`train`) and its checkpointable state."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+from typing import Any, Literal
+
+import gymnasium as gym
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from daydream.agent.behavior import Behavior
+from daydream.agent.nets import ObsKeys, init_weights
+from daydream.agent.optim import ClippedAdam
+from daydream.agent.world_model import WorldModel
+from daydream.config import Config, ConfigError
+
+log = logging.getLogger(__name__)
+
+PolicyState = dict[str, Tensor]
+LOSS_SCALE_KEYS = {"recon", "reward", "cont", "dyn", "rep"}
+
+
+class CheckpointMismatch(ValueError):
+    """A checkpoint was made for a different model shape, observation or action spec."""
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device '{name}' asked for but CUDA is not available here; use device: cpu or auto")
+    return device
+
+
+def resolve_precision(name: str, device: torch.device) -> torch.dtype:
+    if name == "auto":
+        return torch.bfloat16 if device.type == "cuda" else torch.float32
+    return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[name]
+
+
+def action_spec(space: gym.Space) -> tuple[int, bool]:
+    """(action dimension, discrete?) of an env's action space under the env contract."""
+    if isinstance(space, gym.spaces.Discrete):
+        return int(space.n), True
+    if isinstance(space, gym.spaces.Box) and len(space.shape) == 1:
+        return int(space.shape[0]), False
+    raise ValueError(f"action space {space} is not supported; use Box(-1, 1, (n,)) or Discrete(n)")
+
+
+class Agent:
+    """DreamerV3 agent.
+
+    `policy(obs, state)` maps a batch of observations (numpy, leading batch dim) and the
+    previous policy state to actions and the next state. `train(batch)` does one update
+    of world model, actor and critic on a replay batch of [B, T] arrays and returns
+    metrics as device tensors (convert with `.item()` only when logging, so the update
+    loop does not wait on the device).
+    """
+
+    def __init__(self, config: Config, obs_space: gym.spaces.Dict, act_space: gym.Space) -> None:
+        self.config = config
+        mc = config.model
+        if set(mc.loss_scales) != LOSS_SCALE_KEYS:
+            raise ConfigError(f"model.loss_scales needs exactly the keys {sorted(LOSS_SCALE_KEYS)}, got {sorted(mc.loss_scales)}")
+        self.device = resolve_device(config.device)
+        self.dtype = resolve_precision(config.precision, self.device)
+        self.obs_shapes = {k: tuple(v.shape) for k, v in obs_space.spaces.items()}
+        self.keys = ObsKeys.select(self.obs_shapes, mc.cnn_keys, mc.mlp_keys)
+        self.action_dim, self.discrete = action_spec(act_space)
+
+        wm = WorldModel(mc, self.keys, self.action_dim)
+        behavior = Behavior(config.behavior, mc, wm.rssm.feat_dim, self.action_dim, self.discrete)
+        init_weights(wm)
+        init_weights(behavior.actor.mlp)
+        init_weights(behavior.critic.mlp)
+        behavior.slow_critic.load_state_dict(behavior.critic.state_dict())
+        self.nets = nn.ModuleDict({"wm": wm, "behavior": behavior}).to(self.device)
+        self.wm, self.behavior = wm, behavior
+
+        bc = config.behavior
+        self.model_opt = ClippedAdam(wm.parameters(), mc.lr, mc.eps, mc.clip, mc.clip_mode)
+        self.actor_opt = ClippedAdam(behavior.actor.parameters(), bc.actor_lr, bc.eps, bc.actor_clip, bc.clip_mode)
+        self.critic_opt = ClippedAdam(behavior.critic.parameters(), bc.critic_lr, bc.eps, bc.critic_clip, bc.clip_mode)
+        self.updates = 0
+        self._wm_loss = torch.compile(wm.loss) if config.compile else wm.loss
+        self._behavior_losses = torch.compile(behavior.losses) if config.compile else behavior.losses
+
+    # -- acting ----------------------------------------------------------------------
+
+    def initial_state(self, batch: int) -> PolicyState:
+        state = self.wm.rssm.initial(batch, self.device)
+        state["action"] = torch.zeros(batch, self.action_dim, device=self.device)
+        return state
+
+    @torch.no_grad()
+    def policy(
+        self, obs: dict[str, np.ndarray], state: PolicyState | None = None, mode: Literal["explore", "eval"] = "explore"
+    ) -> tuple[np.ndarray, PolicyState]:
+        """Filter the observation into the latent state and pick an action.
+
+        `obs` holds the model's observation keys and `is_first`, each with a leading batch
+        dimension. Returns the action batch (one-hot for discrete actions) and the state
+        to pass to the next call; `state=None` starts fresh.
+        """
+        data = self._to_tensors(obs, batch_dims=1)
+        batch = data["is_first"].shape[0]
+        if state is None:
+            state = self.initial_state(batch)
+        latent = {k: v for k, v in state.items() if k != "action"}
+        with self._autocast():
+            embed = self.wm.encoder(data)
+            post, _ = self.wm.rssm.obs_step(latent, state["action"], embed, data["is_first"])
+            params = self.behavior.actor.dist_params(self.wm.rssm.feat(post))
+            action = self.behavior.actor.sample(params) if mode == "explore" else self.behavior.actor.mode(params)
+        action = action.float()
+        if self.discrete:  # exact one-hot: the straight-through sample carries rounding error
+            action = torch.nn.functional.one_hot(action.argmax(-1), self.action_dim).float()
+        return action.cpu().numpy(), {**post, "action": action}
+
+    # -- learning --------------------------------------------------------------------
+
+    def train(self, batch: dict[str, np.ndarray]) -> dict[str, Tensor]:
+        """One update of world model, critic and actor on a [B, T] replay batch."""
+        data = self._to_tensors(batch, batch_dims=2)
+        self.nets.train()
+        with self._autocast():
+            model_loss, post, metrics = self._wm_loss(data)
+        metrics["model_grad_norm"] = self.model_opt.step(model_loss)
+        with self._autocast():
+            actor_loss, critic_loss, behavior_metrics = self._behavior_losses(self.wm, post, data["is_terminal"])
+        metrics["actor_grad_norm"] = self.actor_opt.step(actor_loss)
+        metrics["critic_grad_norm"] = self.critic_opt.step(critic_loss)
+        self.behavior.update_slow_critic()
+        self.updates += 1
+        metrics.update(behavior_metrics)
+        return metrics
+
+    # -- state -----------------------------------------------------------------------
+
+    def spec(self) -> dict[str, Any]:
+        """What a checkpoint must match to be loaded into this agent."""
+        return {
+            "model": dataclasses.asdict(self.config.model),
+            "behavior_layers": [self.config.behavior.actor_layers, self.config.behavior.critic_layers],
+            "obs": {k: list(v) for k, v in {**self.keys.cnn, **self.keys.mlp}.items()},
+            "action": [self.action_dim, self.discrete],
+        }
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "spec": self.spec(),
+            "nets": self.nets.state_dict(),
+            "model_opt": self.model_opt.state_dict(),
+            "actor_opt": self.actor_opt.state_dict(),
+            "critic_opt": self.critic_opt.state_dict(),
+            "updates": self.updates,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self._check_compatible(state)
+        self.nets.load_state_dict(state["nets"])
+        self.model_opt.load_state_dict(state["model_opt"])
+        self.actor_opt.load_state_dict(state["actor_opt"])
+        self.critic_opt.load_state_dict(state["critic_opt"])
+        self.updates = int(state["updates"])
+
+    def _check_compatible(self, state: dict[str, Any]) -> None:
+        mine, theirs = self.spec(), state.get("spec", {})
+        problems = []
+        for section in ("obs", "action", "behavior_layers"):
+            if theirs.get(section) != mine[section]:
+                problems.append(f"{section}: checkpoint {theirs.get(section)} vs config {mine[section]}")
+        own = self.nets.state_dict()
+        for name, tensor in state.get("nets", {}).items():
+            if name in own and tuple(own[name].shape) != tuple(tensor.shape):
+                problems.append(f"parameter {name}: checkpoint {tuple(tensor.shape)} vs config {tuple(own[name].shape)}")
+                break
+        missing = set(own) - set(state.get("nets", {}))
+        if missing:
+            problems.append(f"{len(missing)} parameters missing from the checkpoint, e.g. {sorted(missing)[0]}")
+        if problems:
+            old = theirs.get("model", {})
+            diff = [f"model.{k}: {old.get(k)!r} -> {v!r}" for k, v in mine["model"].items() if old.get(k) != v]
+            raise CheckpointMismatch(
+                "checkpoint does not fit this model: " + "; ".join(problems)
+                + (". Config differences: " + ", ".join(diff) if diff else "")
+                + ". Load it with the config it was trained with."
+            )
+
+    # -- helpers ---------------------------------------------------------------------
+
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        if self.dtype == torch.float32:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.dtype)
+
+    def _to_tensors(self, arrays: dict[str, np.ndarray], batch_dims: int) -> dict[str, Tensor]:
+        needed = [*self.keys.cnn, *self.keys.mlp, "is_first"]
+        if batch_dims == 2:
+            needed += ["action", "reward", "is_terminal"]
+        out = {}
+        for key in needed:
+            if key not in arrays:
+                raise KeyError(f"observation batch lacks key '{key}'; it has {sorted(arrays)}")
+            value = np.asarray(arrays[key])
+            expected = self._expected_shape(key)
+            if expected is not None and tuple(value.shape[batch_dims:]) != expected:
+                raise ValueError(
+                    f"observation '{key}' has shape {tuple(value.shape[batch_dims:])} per step, the model expects "
+                    f"{expected} (with {batch_dims} leading batch dims)"
+                )
+            tensor = torch.as_tensor(value)
+            if self.device.type == "cuda":
+                tensor = tensor.pin_memory().to(self.device, non_blocking=True)
+            if tensor.dtype == torch.float64:
+                tensor = tensor.float()
+            out[key] = tensor
+        out["is_first"] = out["is_first"].bool()
+        if "is_terminal" in out:
+            out["is_terminal"] = out["is_terminal"].bool()
+        if "action" in out:
+            out["action"] = out["action"].float()
+        return out
+
+    def _expected_shape(self, key: str) -> tuple[int, ...] | None:
+        if key in self.keys.cnn:
+            return self.keys.cnn[key]
+        if key in self.keys.mlp:
+            return self.keys.mlp[key]
+        if key == "action":
+            return (self.action_dim,)
+        return ()

@@ -1,0 +1,100 @@
+"""Actor-critic learned in imagination (DreamerV3).
+
+From every posterior state of a training batch the actor imagines `horizon` steps
+in the world model. lambda-returns from predicted rewards, continue flags and critic
+values train the critic (two-hot, regularised toward a slow EMA copy of itself) and
+the actor (returns scaled by the EMA of their 5th-95th percentile range, plus an
+entropy bonus), by backpropagation through the dynamics for continuous actions and
+REINFORCE for discrete ones.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+from torch import Tensor, nn
+
+from daydream.agent.heads import Actor, TwoHotHead
+from daydream.agent.math import ReturnNormalizer, lambda_returns
+from daydream.agent.rssm import State
+from daydream.agent.world_model import WorldModel
+from daydream.config import BehaviorConfig, ModelConfig
+
+
+class Behavior(nn.Module):
+    def __init__(self, cfg: BehaviorConfig, model_cfg: ModelConfig, feat_dim: int, action_dim: int, discrete: bool) -> None:
+        super().__init__()
+        self.cfg = cfg
+        m = model_cfg
+        self.actor = Actor(feat_dim, action_dim, discrete, m.units, cfg.actor_layers, m.norm, m.act,
+                           cfg.action_min_std, cfg.action_max_std, m.unimix)
+        self.critic = TwoHotHead(feat_dim, m.units, cfg.critic_layers, m.norm, m.act, m.bins, m.bin_range)
+        self.slow_critic = copy.deepcopy(self.critic).requires_grad_(False)
+        self.retnorm = ReturnNormalizer(cfg.retnorm_decay, cfg.retnorm_low, cfg.retnorm_high, cfg.retnorm_floor)
+        grad = cfg.actor_grad if cfg.actor_grad != "auto" else ("reinforce" if discrete else "dynamics")
+        self.dynamics_grad = grad == "dynamics"
+
+    def imagine(self, wm: WorldModel, start: State) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
+        """Roll the actor forward in the model: features [H+1, N, F], actions [H, N, A], actor params."""
+        state = start
+        feats, actions, params = [wm.rssm.feat(state)], [], []
+        for _ in range(self.cfg.horizon):
+            p = self.actor.dist_params(feats[-1] if self.dynamics_grad else feats[-1].detach())
+            action = self.actor.sample(p)
+            if not self.dynamics_grad:
+                action = action.detach()
+            state = wm.rssm.img_step(state, action.to(state["deter"].dtype))
+            feats.append(wm.rssm.feat(state))
+            actions.append(action)
+            params.append(p)
+        stacked = {k: torch.stack([p[k] for p in params]) for k in params[0]}
+        return torch.stack(feats), torch.stack(actions), stacked
+
+    def losses(self, wm: WorldModel, post: State, is_terminal: Tensor) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
+        """(actor loss, critic loss, metrics) from imagination started at every posterior state."""
+        cfg = self.cfg
+        start = {k: v.detach().reshape(-1, *v.shape[2:]) for k, v in post.items()}
+        feats, actions, params = self.imagine(wm, start)
+        reward = wm.reward.mean(wm.reward.logits(feats[1:]))
+        cont = torch.sigmoid(wm.cont.logits(feats[1:]))
+        first_cont = 1.0 - is_terminal.float().reshape(1, -1)
+        value = self.critic.mean(self.critic.logits(feats))
+        returns = lambda_returns(reward, cont, value[1:], cfg.discount, cfg.lambda_)
+        weight = torch.cumprod(torch.cat([first_cont, cfg.discount * cont[:-1]]), 0).detach()
+
+        self.retnorm.update(returns)
+        scale = self.retnorm.scale()
+        if self.dynamics_grad:
+            objective = returns / scale
+        else:
+            advantage = ((returns - value[:-1]) / scale).detach()
+            objective = self.actor.log_prob(params, actions) * advantage
+        entropy = self.actor.entropy(params)
+        actor_loss = -(weight * (objective + cfg.entropy * entropy)).mean()
+
+        critic_feat = feats[:-1].detach()
+        logits = self.critic.logits(critic_feat)
+        slow = self.slow_critic.mean(self.slow_critic.logits(critic_feat)).detach()
+        critic_nll = -self.critic.log_prob(logits, returns.detach())
+        critic_reg = -self.critic.log_prob(logits, slow)
+        critic_loss = (weight * (critic_nll + cfg.slow_critic_reg * critic_reg)).mean()
+
+        metrics = {
+            "actor_loss": actor_loss.detach(),
+            "critic_loss": critic_loss.detach(),
+            "actor_entropy": entropy.mean().detach(),
+            "imag_return": returns.mean().detach(),
+            "imag_reward": reward.mean().detach(),
+            "value": value.mean().detach(),
+            "return_scale": scale.detach(),
+        }
+        if not self.actor.discrete:
+            metrics["action_std"] = params["std"].mean().detach()
+        return actor_loss, critic_loss, metrics
+
+    @torch.no_grad()
+    def update_slow_critic(self) -> None:
+        fraction = self.cfg.slow_critic_fraction
+        for slow, fast in zip(self.slow_critic.parameters(), self.critic.parameters()):
+            slow.lerp_(fast, fraction)

@@ -1,0 +1,103 @@
+"""Output heads: symlog two-hot regression (reward, critic), Bernoulli continue flag,
+and the actor's action distribution (bounded normal or categorical).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from daydream.agent.math import symexp, symlog, symlog_bins, twohot_decode, twohot_encode
+from daydream.agent.nets import MLP, onehot_sample_st, unimix_probs, zero_init
+
+
+class TwoHotHead(nn.Module):
+    """Predicts a scalar as a categorical over bins in symlog space (DreamerV3).
+
+    The output layer starts at zero, so the first predictions are exactly 0 and do
+    not inject large random returns into the critic's targets.
+    """
+
+    def __init__(self, inp: int, units: int, layers: int, norm: str, act: str, bins: int, limit: float) -> None:
+        super().__init__()
+        self.mlp = MLP(inp, units, layers, norm, act)
+        self.out = zero_init(nn.Linear(self.mlp.out_dim, bins))
+        self.register_buffer("bins", symlog_bins(bins, limit), persistent=False)
+
+    def logits(self, feat: Tensor) -> Tensor:
+        return self.out(self.mlp(feat)).float()
+
+    def mean(self, logits: Tensor) -> Tensor:
+        return symexp(twohot_decode(F.softmax(logits, -1), self.bins))
+
+    def log_prob(self, logits: Tensor, target: Tensor) -> Tensor:
+        return (twohot_encode(symlog(target.float()), self.bins) * F.log_softmax(logits, -1)).sum(-1)
+
+
+class ContinueHead(nn.Module):
+    """Bernoulli probability that the episode continues after this state."""
+
+    def __init__(self, inp: int, units: int, layers: int, norm: str, act: str) -> None:
+        super().__init__()
+        self.mlp = MLP(inp, units, layers, norm, act)
+        self.out = nn.Linear(self.mlp.out_dim, 1)
+
+    def logits(self, feat: Tensor) -> Tensor:
+        return self.out(self.mlp(feat)).squeeze(-1).float()
+
+    @staticmethod
+    def loss(logits: Tensor, target: Tensor) -> Tensor:
+        return F.binary_cross_entropy_with_logits(logits, target.float(), reduction="none")
+
+
+class Actor(nn.Module):
+    """The policy head. Continuous: a normal with tanh mean and bounded std whose samples
+    are clipped to [-1, 1]. Discrete: a categorical with a uniform mix, sampled one-hot.
+
+    `dist_params` returns the raw parameters; sampling takes its noise as an argument
+    where given, so that the exported ONNX graph computes exactly the same action.
+    """
+
+    def __init__(self, inp: int, action_dim: int, discrete: bool, units: int, layers: int, norm: str, act: str,
+                 min_std: float, max_std: float, unimix: float) -> None:
+        super().__init__()
+        self.discrete, self.action_dim = discrete, action_dim
+        self.min_std, self.max_std, self.unimix = min_std, max_std, unimix
+        self.mlp = MLP(inp, units, layers, norm, act)
+        self.out = nn.Linear(self.mlp.out_dim, action_dim if discrete else 2 * action_dim)
+
+    def dist_params(self, feat: Tensor) -> dict[str, Tensor]:
+        raw = self.out(self.mlp(feat)).float()
+        if self.discrete:
+            return {"probs": unimix_probs(raw, self.unimix)}
+        mean, std = raw.chunk(2, -1)
+        return {"mean": torch.tanh(mean), "std": (self.max_std - self.min_std) * torch.sigmoid(std + 2.0) + self.min_std}
+
+    def sample(self, params: dict[str, Tensor], noise: Tensor | None = None) -> Tensor:
+        """A differentiable sample (reparameterised or straight-through)."""
+        if self.discrete:
+            return onehot_sample_st(params["probs"], noise)
+        if noise is None:
+            noise = torch.randn_like(params["mean"])
+        raw = params["mean"] + params["std"] * noise
+        return raw + (raw.clamp(-1, 1) - raw).detach()
+
+    def mode(self, params: dict[str, Tensor]) -> Tensor:
+        if self.discrete:
+            return F.one_hot(params["probs"].argmax(-1), self.action_dim).float()
+        return params["mean"]
+
+    def log_prob(self, params: dict[str, Tensor], action: Tensor) -> Tensor:
+        if self.discrete:
+            return (action.detach() * torch.log(params["probs"])).sum(-1)
+        z = (action.detach() - params["mean"]) / params["std"]
+        return (-0.5 * z**2 - torch.log(params["std"]) - 0.5 * math.log(2 * math.pi)).sum(-1)
+
+    def entropy(self, params: dict[str, Tensor]) -> Tensor:
+        if self.discrete:
+            p = params["probs"]
+            return -(p * torch.log(p)).sum(-1)
+        return (0.5 + 0.5 * math.log(2 * math.pi) + torch.log(params["std"])).sum(-1)

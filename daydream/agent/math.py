@@ -1,0 +1,108 @@
+"""The small pieces of Dreamer's maths, as pure functions and one stateful normaliser.
+
+symlog/symexp squash targets of unknown scale; two-hot encodes scalars over bins
+spaced in symlog space; lambda-returns mix imagined rewards with critic values;
+the KL with free bits balances the dynamics and representation losses; the
+percentile normaliser scales returns for the actor. Each is pinned by unit tests
+on hand-computed values (tests/test_agent_math.py).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+
+def symlog(x: Tensor) -> Tensor:
+    return torch.sign(x) * torch.log1p(torch.abs(x))
+
+
+def symexp(x: Tensor) -> Tensor:
+    return torch.sign(x) * torch.expm1(torch.abs(x))
+
+
+def symlog_bins(num: int, limit: float) -> Tensor:
+    """`num` bin centres spread evenly over [-limit, limit] in symlog space."""
+    return torch.linspace(-limit, limit, num)
+
+
+def twohot_encode(x: Tensor, bins: Tensor) -> Tensor:
+    """Weights over `bins` (last dim) whose mean is `x`: the two nearest bins share the mass.
+
+    `x` and `bins` live in the same (symlog) space; values beyond the outer bins put all
+    their mass on the outer bin.
+    """
+    x = x.clamp(bins[0], bins[-1])
+    above = torch.searchsorted(bins, x.contiguous().unsqueeze(-1), right=True).squeeze(-1)
+    above = above.clamp(1, len(bins) - 1)
+    below = above - 1
+    lo, hi = bins[below], bins[above]
+    w_hi = ((x - lo) / (hi - lo)).clamp(0.0, 1.0)
+    w_lo = 1.0 - w_hi
+    out = torch.zeros(*x.shape, len(bins), dtype=x.dtype, device=x.device)
+    out.scatter_(-1, below.unsqueeze(-1), w_lo.unsqueeze(-1))
+    out.scatter_add_(-1, above.unsqueeze(-1), w_hi.unsqueeze(-1))
+    return out
+
+
+def twohot_decode(probs: Tensor, bins: Tensor) -> Tensor:
+    """The expected bin value under `probs` (last dim over bins), in the bins' space."""
+    return (probs * bins).sum(-1)
+
+
+def lambda_returns(reward: Tensor, cont: Tensor, value: Tensor, discount: float, lambda_: float) -> Tensor:
+    """TD(lambda) returns along dim 0 for a trajectory of states 1..H.
+
+    `reward[t]`, `cont[t]` and `value[t]` belong to the state reached after step t
+    (t = 0..H-1): the reward received on arriving there, whether the episode goes on
+    from it (0 at a terminal), and the critic's value of it. Returns R[0..H-1] with
+        R[t] = reward[t] + discount * cont[t] * ((1 - lambda) * value[t] + lambda * R[t+1])
+    and the bootstrap R[H] = value[H-1], so the last return is reward + discount * cont * value.
+    """
+    returns = []
+    last = value[-1]
+    for t in reversed(range(reward.shape[0])):
+        last = reward[t] + discount * cont[t] * ((1 - lambda_) * value[t] + lambda_ * last)
+        returns.append(last)
+    return torch.stack(returns[::-1])
+
+
+def kl_free_bits(kl: Tensor, free: float) -> Tensor:
+    """Elementwise free bits: KL values below `free` nats cost a constant (no gradient)."""
+    return torch.clamp(kl, min=free)
+
+
+def balanced_kl_losses(kl_dyn: Tensor, kl_rep: Tensor, free: float, dyn_scale: float, rep_scale: float) -> tuple[Tensor, Tensor, Tensor]:
+    """DreamerV3's KL balancing: returns (total, dyn, rep) losses, each averaged.
+
+    `kl_dyn` is KL(sg(posterior) || prior) and trains the prior; `kl_rep` is
+    KL(posterior || sg(prior)) and trains the representation. Numerically both are the
+    same KL; they differ only in where the gradient goes.
+    """
+    dyn = kl_free_bits(kl_dyn, free).mean()
+    rep = kl_free_bits(kl_rep, free).mean()
+    return dyn_scale * dyn + rep_scale * rep, dyn, rep
+
+
+class ReturnNormalizer(nn.Module):
+    """EMA of the low and high percentiles of returns; scale = max(floor, high - low).
+
+    The actor divides advantages by this scale, so returns of any magnitude give
+    gradients of similar size while small returns (below the floor) are not blown up.
+    """
+
+    def __init__(self, decay: float = 0.99, low: float = 5.0, high: float = 95.0, floor: float = 1.0) -> None:
+        super().__init__()
+        self.decay, self.low_q, self.high_q, self.floor = decay, low / 100.0, high / 100.0, floor
+        self.register_buffer("low", torch.zeros(()))
+        self.register_buffer("high", torch.zeros(()))
+
+    @torch.no_grad()
+    def update(self, returns: Tensor) -> None:
+        flat = returns.detach().float().flatten()
+        quantiles = torch.quantile(flat, torch.tensor([self.low_q, self.high_q], device=flat.device))
+        self.low.mul_(self.decay).add_((1 - self.decay) * quantiles[0])
+        self.high.mul_(self.decay).add_((1 - self.decay) * quantiles[1])
+
+    def scale(self) -> Tensor:
+        return torch.clamp(self.high - self.low, min=self.floor)

@@ -1,0 +1,49 @@
+"""Adam with gradient clipping by global norm or adaptive gradient clipping (AGC).
+
+Clipping is done without host synchronisation: the scale factor stays a tensor on
+the device, so the update can be captured in CUDA graphs and never stalls the GPU.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import torch
+from torch import Tensor, nn
+
+
+class ClippedAdam:
+    def __init__(self, params: Iterable[nn.Parameter], lr: float, eps: float, clip: float, mode: str) -> None:
+        self.params = [p for p in params if p.requires_grad]
+        if mode not in ("norm", "agc"):
+            raise ValueError(f"unknown clip mode '{mode}'; use norm or agc")
+        self.clip, self.mode = clip, mode
+        fused = bool(self.params) and self.params[0].is_cuda
+        self.opt = torch.optim.Adam(self.params, lr=lr, eps=eps, fused=fused, foreach=None if fused else True)
+
+    def step(self, loss: Tensor) -> Tensor:
+        """Backprop `loss` into these parameters only, clip, step; returns the pre-clip grad norm."""
+        grads = torch.autograd.grad(loss, self.params, allow_unused=True)
+        grads = [torch.zeros_like(p) if g is None else g for p, g in zip(self.params, grads)]
+        norm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
+        if self.mode == "norm":
+            scale = torch.clamp(self.clip / (norm + 1e-6), max=1.0)
+            torch._foreach_mul_(grads, scale)
+        else:
+            gnorms = torch._foreach_norm(grads)
+            pnorms = torch._foreach_norm([p.detach() for p in self.params])
+            for g, gn, pn in zip(grads, gnorms, pnorms):
+                limit = self.clip * torch.clamp(pn, min=1e-3)
+                g.mul_(torch.clamp(limit / (gn + 1e-6), max=1.0))
+        for p, g in zip(self.params, grads):
+            p.grad = g
+        self.opt.step()
+        for p in self.params:
+            p.grad = None
+        return norm.detach()
+
+    def state_dict(self) -> dict:
+        return self.opt.state_dict()
+
+    def load_state_dict(self, state: dict) -> None:
+        self.opt.load_state_dict(state)

@@ -1,0 +1,128 @@
+"""The recurrent state-space model: a deterministic GRU path plus a stochastic latent.
+
+The stochastic part is either categorical (groups x classes, with a uniform mix and
+straight-through samples, as DreamerV2/V3) or diagonal Gaussian (PlaNet / Dreamer v1),
+chosen by `model.latent`. A state is a dict of tensors: `deter` [..., D], `stoch`
+(one-hot [..., S, C] or [..., S]) and the distribution's statistics (`logits`, or
+`mean` and `std`).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from daydream.agent.nets import ACTIVATIONS, BlockGRU, gumbel_noise, make_norm, onehot_sample_st, unimix_probs
+from daydream.config import ModelConfig
+
+State = dict[str, Tensor]
+
+
+class RSSM(nn.Module):
+    def __init__(self, cfg: ModelConfig, embed_dim: int, action_dim: int) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.categorical = cfg.latent == "categorical"
+        self.stoch_shape = (cfg.stoch, cfg.classes) if self.categorical else (cfg.stoch,)
+        self.stoch_dim = cfg.stoch * cfg.classes if self.categorical else cfg.stoch
+        self.feat_dim = cfg.deter + self.stoch_dim
+        stats = self.stoch_dim if self.categorical else 2 * cfg.stoch
+        act, norm, hid = ACTIVATIONS[cfg.act], cfg.norm, cfg.hidden
+        self.img_in = nn.Sequential(nn.Linear(self.stoch_dim + action_dim, hid, bias=norm == "none"), make_norm(norm, hid), act())
+        self.gru = BlockGRU(hid, cfg.deter, cfg.blocks, norm)
+        self.prior_net = nn.Sequential(nn.Linear(cfg.deter, hid, bias=norm == "none"), make_norm(norm, hid), act(), nn.Linear(hid, stats))
+        self.post_net = nn.Sequential(
+            nn.Linear(cfg.deter + embed_dim, hid, bias=norm == "none"), make_norm(norm, hid), act(), nn.Linear(hid, stats)
+        )
+        self.initial_deter = nn.Parameter(torch.zeros(cfg.deter))
+
+    # -- distributions -------------------------------------------------------------
+
+    def _stats(self, raw: Tensor) -> State:
+        if self.categorical:
+            return {"logits": raw.reshape(*raw.shape[:-1], *self.stoch_shape)}
+        mean, std = raw.chunk(2, -1)
+        return {"mean": mean, "std": F.softplus(std) + self.cfg.min_std}
+
+    def _sample(self, stats: State, noise: Tensor | None) -> Tensor:
+        if self.categorical:
+            return onehot_sample_st(unimix_probs(stats["logits"], self.cfg.unimix), noise)
+        if noise is None:
+            noise = torch.randn_like(stats["mean"])
+        return stats["mean"] + stats["std"] * noise
+
+    def _mode(self, stats: State) -> Tensor:
+        if self.categorical:
+            probs = unimix_probs(stats["logits"], self.cfg.unimix)
+            return F.one_hot(probs.argmax(-1), self.cfg.classes).to(probs.dtype)
+        return stats["mean"]
+
+    def sample_noise(self, batch: tuple[int, ...], device: torch.device | str) -> Tensor:
+        """The noise one latent sample consumes (Gumbel for categorical, normal for Gaussian)."""
+        if self.categorical:
+            return gumbel_noise((*batch, *self.stoch_shape), device)
+        return torch.randn((*batch, *self.stoch_shape), device=device)
+
+    def kl(self, post: State, prior: State) -> tuple[Tensor, Tensor]:
+        """(KL(sg(post) || prior), KL(post || sg(prior))), summed over latent dims."""
+        sg = lambda s: {k: v.detach() for k, v in s.items()}  # noqa: E731
+        return self._kl(sg(post), prior), self._kl(post, sg(prior))
+
+    def _kl(self, p: State, q: State) -> Tensor:
+        if self.categorical:
+            lp = torch.log(unimix_probs(p["logits"], self.cfg.unimix))
+            lq = torch.log(unimix_probs(q["logits"], self.cfg.unimix))
+            return (lp.exp() * (lp - lq)).sum((-2, -1))
+        pm, ps, qm, qs = (t.float() for t in (p["mean"], p["std"], q["mean"], q["std"]))
+        return (torch.log(qs / ps) + (ps**2 + (pm - qm) ** 2) / (2 * qs**2) - 0.5).sum(-1)
+
+    # -- steps -----------------------------------------------------------------------
+
+    def feat(self, state: State) -> Tensor:
+        stoch = state["stoch"].reshape(*state["stoch"].shape[: state["deter"].dim() - 1], -1)
+        return torch.cat([state["deter"], stoch.to(state["deter"].dtype)], -1)
+
+    def initial(self, batch: int, device: torch.device | str | None = None) -> State:
+        device = device or self.initial_deter.device
+        deter = torch.tanh(self.initial_deter).to(device).expand(batch, -1)
+        stats = self._stats(self.prior_net(deter))
+        return {"deter": deter, "stoch": self._mode(stats), **stats}
+
+    def img_step(self, state: State, action: Tensor, noise: Tensor | None = None) -> State:
+        """One step of the prior: (h, z, a) -> h' -> p(z' | h')."""
+        stoch = state["stoch"].reshape(*action.shape[:-1], -1)
+        x = self.img_in(torch.cat([stoch, action], -1))
+        deter = self.gru(x, state["deter"])
+        stats = self._stats(self.prior_net(deter))
+        return {"deter": deter, "stoch": self._sample(stats, noise), **stats}
+
+    def obs_step(
+        self, state: State, action: Tensor, embed: Tensor, is_first: Tensor, noise: Tensor | None = None,
+        init: State | None = None,
+    ) -> tuple[State, State]:
+        """One filter step; where `is_first` is set the state and action start afresh.
+
+        `init` is the initial state for this batch; pass it in when stepping in a loop.
+        """
+        keep = (~is_first).to(action.dtype).unsqueeze(-1)
+        if init is None:
+            init = self.initial(action.shape[0], action.device)
+        state = {k: torch.lerp(init[k], v, keep.reshape(-1, *[1] * (v.dim() - 1))) for k, v in state.items()}
+        action = action * keep
+        prior = self.img_step(state, action)
+        stats = self._stats(self.post_net(torch.cat([prior["deter"], embed], -1)))
+        post = {"deter": prior["deter"], "stoch": self._sample(stats, noise), **stats}
+        return post, prior
+
+    def observe(self, embed: Tensor, action: Tensor, is_first: Tensor, state: State | None = None) -> tuple[State, State]:
+        """Filter a [B, T] sequence; returns posterior and prior states stacked on dim 1."""
+        init = self.initial(embed.shape[0], embed.device)
+        state = init if state is None else state
+        posts, priors = [], []
+        for t in range(embed.shape[1]):
+            state, prior = self.obs_step(state, action[:, t], embed[:, t], is_first[:, t], init=init)
+            posts.append(state)
+            priors.append(prior)
+        stack = lambda seq: {k: torch.stack([s[k] for s in seq], 1) for k in seq[0]}  # noqa: E731
+        return stack(posts), stack(priors)

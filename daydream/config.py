@@ -1,0 +1,328 @@
+"""Configuration: YAML files merged into typed, frozen dataclasses.
+
+`configs/defaults.yaml` is the one source of truth for every knob's default; the
+dataclasses here only declare names and types. Loading merges, lowest first:
+defaults < size preset < task config < `--set key=value` overrides, then checks
+every key and type so a typo fails at start-up with a message naming the key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import hashlib
+import json
+import os
+import types
+import typing
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+class ConfigError(ValueError):
+    """A config file or override is invalid; the message says which key and why."""
+
+
+@dataclasses.dataclass(frozen=True)
+class EnvConfig:
+    backend: Literal["dmc", "gym", "carracing"]
+    task: str
+    obs: Literal["proprio", "pixels", "both"]
+    size: tuple[int, int]
+    action_repeat: int
+    time_limit: int
+    discrete: bool
+    camera: int
+    render: bool
+
+
+@dataclasses.dataclass(frozen=True)
+class ReplayConfig:
+    capacity: int
+    chunk_size: int
+    batch_size: int
+    batch_length: int
+    prefetch: int
+    directory: str
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+    latent: Literal["categorical", "gaussian"]
+    deter: int
+    hidden: int
+    stoch: int
+    classes: int
+    unimix: float
+    blocks: int
+    min_std: float
+    norm: Literal["rms", "layer", "none"]
+    act: Literal["silu", "elu", "relu", "tanh"]
+    units: int
+    mlp_layers: int
+    head_layers: int
+    cnn_depth: int
+    cnn_min_res: int
+    mlp_keys: str
+    cnn_keys: str
+    bins: int
+    bin_range: float
+    free_nats: float
+    loss_scales: dict[str, float]
+    lr: float
+    eps: float
+    clip: float
+    clip_mode: Literal["norm", "agc"]
+
+
+@dataclasses.dataclass(frozen=True)
+class BehaviorConfig:
+    horizon: int
+    discount: float
+    lambda_: float
+    actor_lr: float
+    critic_lr: float
+    eps: float
+    actor_clip: float
+    critic_clip: float
+    clip_mode: Literal["norm", "agc"]
+    actor_layers: int
+    critic_layers: int
+    entropy: float
+    actor_grad: Literal["auto", "dynamics", "reinforce"]
+    action_min_std: float
+    action_max_std: float
+    slow_critic_fraction: float
+    slow_critic_reg: float
+    retnorm_decay: float
+    retnorm_low: float
+    retnorm_high: float
+    retnorm_floor: float
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    steps: int
+    train_ratio: float
+    prefill: int
+    log_every: int
+    eval_every: int
+    eval_episodes: int
+    checkpoint_every: int
+    video_every: int
+    progress: bool
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    seed: int
+    logdir: str
+    device: str
+    precision: Literal["auto", "float32", "bfloat16", "float16"]
+    compile: bool
+    threads: int
+    size: str
+    env: EnvConfig
+    replay: ReplayConfig
+    model: ModelConfig
+    behavior: BehaviorConfig
+    train: TrainConfig
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def digest(self, *sections: str) -> str:
+        """A short hash of the named sections (all if none): identifies a model's shape."""
+        data = self.to_dict()
+        if sections:
+            data = {k: data[k] for k in sections}
+        blob = json.dumps(data, sort_keys=True, default=list).encode()
+        return hashlib.sha256(blob).hexdigest()[:16]
+
+    def replace(self, **changes: Any) -> "Config":
+        """A copy with top-level fields or dotted keys changed, re-validated."""
+        data = self.to_dict()
+        for key, value in changes.items():
+            _set_dotted(data, key.replace("__", "."), value)
+        return _build(Config, data, "")
+
+
+def config_dir() -> Path:
+    """Folder holding defaults.yaml and the task configs (DAYDREAM_CONFIG_DIR overrides)."""
+    return Path(os.environ.get("DAYDREAM_CONFIG_DIR", REPO_ROOT / "configs"))
+
+
+def resolve_config_path(name_or_path: str | os.PathLike[str]) -> Path:
+    """Accept a path to a YAML file or a bare task name found in the config folder."""
+    path = Path(name_or_path)
+    if path.is_file():
+        return path
+    candidate = config_dir() / f"{path.name}.yaml" if path.suffix == "" else config_dir() / path.name
+    if candidate.is_file():
+        return candidate
+    known = sorted(p.stem for p in config_dir().glob("*.yaml") if p.stem != "defaults")
+    raise ConfigError(f"config file '{name_or_path}' not found; known task configs: {', '.join(known)}")
+
+
+def load_config(
+    task: str | os.PathLike[str] | None = None,
+    overrides: typing.Sequence[str] = (),
+    defaults_path: str | os.PathLike[str] | None = None,
+) -> Config:
+    """Load defaults, the size preset, a task config and `key=value` overrides into a Config."""
+    defaults = _read_yaml(Path(defaults_path) if defaults_path else config_dir() / "defaults.yaml")
+    sizes = defaults.pop("sizes", {})
+    task_data = _read_yaml(resolve_config_path(task)) if task else {}
+    override_data: dict[str, Any] = {}
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"override '{item}' must look like key.sub=value")
+        key, raw = item.split("=", 1)
+        _set_dotted(override_data, key.strip(), yaml.safe_load(raw))
+
+    size = override_data.get("size", task_data.get("size", defaults.get("size")))
+    if size not in sizes:
+        raise ConfigError(f"size '{size}' is not a preset; choose one of: {', '.join(sizes)}")
+    merged = defaults
+    for layer, origin in ((sizes[size], f"sizes.{size}"), (task_data, "task config"), (override_data, "--set")):
+        merged = _merge(merged, layer, origin)
+    return _build(Config, merged, "")
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(path.read_text())
+    except FileNotFoundError as exc:
+        raise ConfigError(f"config file {path} does not exist") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config file {path} is not valid YAML: {exc}") from exc
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path} must hold a mapping at the top level")
+    return data
+
+
+def _set_dotted(data: dict[str, Any], key: str, value: Any) -> None:
+    parts = key.split(".")
+    node = data
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"override '{key}': '{part}' is not a section")
+    node[parts[-1]] = value
+
+
+def _merge(base: dict[str, Any], layer: dict[str, Any], origin: str, prefix: str = "") -> dict[str, Any]:
+    out = dict(base)
+    for key, value in layer.items():
+        name = f"{prefix}{key}"
+        if key not in base:
+            hint = difflib.get_close_matches(str(key), [str(k) for k in base], n=1)
+            extra = f"; did you mean '{prefix}{hint[0]}'?" if hint else ""
+            raise ConfigError(f"unknown config key '{name}' (from {origin}){extra}")
+        if isinstance(base[key], dict) and not _is_free_mapping(name):
+            if not isinstance(value, dict):
+                raise ConfigError(f"config key '{name}' (from {origin}) is a section and needs a mapping")
+            out[key] = _merge(base[key], value, origin, f"{name}.")
+        else:
+            out[key] = value
+    return out
+
+
+def _is_free_mapping(name: str) -> bool:
+    # Sections typed as dict[str, float] take their values as a unit, not key by key.
+    return name == "model.loss_scales"
+
+
+def _build(cls: type, data: Any, prefix: str) -> Any:
+    if not isinstance(data, dict):
+        raise ConfigError(f"config section '{prefix.rstrip('.') or 'top'}' must be a mapping")
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    unknown = set(data) - set(names)
+    if unknown:
+        key = sorted(unknown)[0]
+        raise ConfigError(f"unknown config key '{prefix}{key}'")
+    missing = [n for n in names if n not in data]
+    if missing:
+        raise ConfigError(f"config key '{prefix}{missing[0]}' has no value (is defaults.yaml complete?)")
+    values = {n: _coerce(hints[n], data[n], f"{prefix}{n}") for n in names}
+    return cls(**values)
+
+
+def _coerce(hint: Any, value: Any, name: str) -> Any:
+    origin = typing.get_origin(hint)
+    if dataclasses.is_dataclass(hint):
+        return _build(hint, value, f"{name}.")
+    if origin is Literal:
+        choices = typing.get_args(hint)
+        if value not in choices:
+            raise ConfigError(f"config key '{name}' is {value!r}; choose one of: {', '.join(map(str, choices))}")
+        return value
+    if origin is tuple:
+        args = typing.get_args(hint)
+        if not isinstance(value, (list, tuple)) or len(value) != len(args):
+            raise ConfigError(f"config key '{name}' must be a list of {len(args)} values, got {value!r}")
+        return tuple(_coerce(a, v, f"{name}[{i}]") for i, (a, v) in enumerate(zip(args, value)))
+    if origin is dict:
+        key_type, value_type = typing.get_args(hint)
+        if not isinstance(value, dict):
+            raise ConfigError(f"config key '{name}' must be a mapping, got {value!r}")
+        return {_coerce(key_type, k, name): _coerce(value_type, v, f"{name}.{k}") for k, v in value.items()}
+    if origin in (typing.Union, types.UnionType):
+        errors = []
+        for arg in typing.get_args(hint):
+            try:
+                return _coerce(arg, value, name)
+            except ConfigError as exc:
+                errors.append(str(exc))
+        raise ConfigError(errors[-1])
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"config key '{name}' must be true or false, got {value!r}")
+        return value
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"config key '{name}' must be an integer, got {value!r}")
+        return value
+    if hint is float:
+        if isinstance(value, str):
+            # YAML 1.1 reads `3e-4` (no dot) as a string; accept it as the number it means.
+            try:
+                value = float(value)
+            except ValueError:
+                pass
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"config key '{name}' must be a number, got {value!r}")
+        return float(value)
+    if hint is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"config key '{name}' must be a string, got {value!r}")
+        return value
+    if hint is type(None):
+        if value is not None:
+            raise ConfigError(f"config key '{name}' must be null, got {value!r}")
+        return None
+    raise TypeError(f"unsupported config type {hint!r} for '{name}'")
+
+
+def config_from_dict(data: dict[str, Any], overrides: typing.Sequence[str] = ()) -> Config:
+    """Rebuild a Config saved with `Config.to_dict()` (e.g. in a checkpoint), with overrides."""
+    merged = dict(data)
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"override '{item}' must look like key.sub=value")
+        key, raw = item.split("=", 1)
+        merged = _merge(merged, _nested(key.strip(), yaml.safe_load(raw)), "--set")
+    return _build(Config, merged, "")
+
+
+def _nested(key: str, value: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    _set_dotted(out, key, value)
+    return out

@@ -1,0 +1,1 @@
+"""The processes of the stack: single-process `train` and `eval` (learner and actors come later)."""

@@ -1,0 +1,56 @@
+"""Shared test fixtures: small spaces and synthetic replay batches."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+
+from daydream.config import load_config
+
+
+def tiny_config(*overrides: str, logdir: str = "runs/test"):
+    return load_config(None, ["size=tiny", "device=cpu", f"logdir={logdir}", *overrides])
+
+
+def vector_spaces(action_dim: int = 2, discrete: bool = False):
+    obs = gym.spaces.Dict({
+        "position": gym.spaces.Box(-np.inf, np.inf, (3,), np.float32),
+        "velocity": gym.spaces.Box(-np.inf, np.inf, (2,), np.float32),
+        "is_first": gym.spaces.Box(0, 1, (), bool),
+        "is_last": gym.spaces.Box(0, 1, (), bool),
+        "is_terminal": gym.spaces.Box(0, 1, (), bool),
+    })
+    act = gym.spaces.Discrete(action_dim) if discrete else gym.spaces.Box(-1, 1, (action_dim,), np.float32)
+    return obs, act
+
+
+def image_spaces(action_dim: int = 2):
+    obs = gym.spaces.Dict({
+        "image": gym.spaces.Box(0, 255, (64, 64, 3), np.uint8),
+        "is_first": gym.spaces.Box(0, 1, (), bool),
+        "is_last": gym.spaces.Box(0, 1, (), bool),
+        "is_terminal": gym.spaces.Box(0, 1, (), bool),
+    })
+    return obs, gym.spaces.Box(-1, 1, (action_dim,), np.float32)
+
+
+def synthetic_batch(obs_space, action_dim: int, b: int = 4, t: int = 8, seed: int = 0) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    batch = {}
+    for key, space in obs_space.spaces.items():
+        if space.dtype == np.uint8:
+            batch[key] = rng.integers(0, 256, (b, t, *space.shape), dtype=np.uint8)
+        elif space.dtype == bool:
+            batch[key] = np.zeros((b, t), bool)
+        else:
+            batch[key] = rng.normal(size=(b, t, *space.shape)).astype(np.float32)
+    batch["is_first"][:, 0] = True
+    batch["is_first"][0, t // 2] = True
+    batch["is_terminal"][b - 1, t - 1] = True
+    batch["action"] = rng.uniform(-1, 1, (b, t, action_dim)).astype(np.float32)
+    batch["reward"] = rng.normal(size=(b, t)).astype(np.float32)
+    return batch
+
+
+def step_obs(batch: dict[str, np.ndarray], t: int = 0) -> dict[str, np.ndarray]:
+    return {k: v[:, t] for k, v in batch.items() if k not in ("action", "reward")}
