@@ -99,13 +99,16 @@ class Agent:
 
     @torch.no_grad()
     def policy(
-        self, obs: dict[str, np.ndarray], state: PolicyState | None = None, mode: Literal["explore", "eval"] = "explore"
+        self, obs: dict[str, np.ndarray], state: PolicyState | None = None, mode: Literal["explore", "eval"] = "explore",
+        noise: dict[str, np.ndarray] | None = None,
     ) -> tuple[np.ndarray, PolicyState]:
         """Filter the observation into the latent state and pick an action.
 
         `obs` holds the model's observation keys and `is_first`, each with a leading batch
         dimension. Returns the action batch (one-hot for discrete actions) and the state
-        to pass to the next call; `state=None` starts fresh.
+        to pass to the next call; `state=None` starts fresh. `noise` optionally fixes the
+        randomness: `latent` (the RSSM sample's noise) and `action` (Gaussian noise for
+        continuous actions, Gumbel noise for discrete ones), as the ONNX graph takes them.
         """
         data = self._to_tensors(obs, batch_dims=1)
         batch = data["is_first"].shape[0]
@@ -114,9 +117,13 @@ class Agent:
         latent = {k: v for k, v in state.items() if k != "action"}
         with self._autocast():
             embed = self.wm.encoder(data)
-            post, _ = self.wm.rssm.obs_step(latent, state["action"], embed, data["is_first"])
+            fixed = {k: torch.as_tensor(v, device=self.device) for k, v in (noise or {}).items()}
+            post, _ = self.wm.rssm.obs_step(latent, state["action"], embed, data["is_first"], noise=fixed.get("latent"))
             params = self.behavior.actor.dist_params(self.wm.rssm.feat(post))
-            action = self.behavior.actor.sample(params) if mode == "explore" else self.behavior.actor.mode(params)
+            if mode == "explore":
+                action = self.behavior.actor.sample(params, fixed.get("action"))
+            else:
+                action = self.behavior.actor.mode(params)
         action = action.float()
         if self.discrete:  # exact one-hot: the straight-through sample carries rounding error
             action = torch.nn.functional.one_hot(action.argmax(-1), self.action_dim).float()

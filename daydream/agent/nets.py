@@ -17,9 +17,19 @@ from daydream.agent.math import symlog
 ACTIVATIONS = {"silu": nn.SiLU, "elu": nn.ELU, "relu": nn.ReLU, "tanh": nn.Tanh}
 
 
+class RMSNorm(nn.RMSNorm):
+    """RMSNorm that exports to ONNX opsets without a fused RMS op (it falls back to primitives)."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        if torch.onnx.is_in_onnx_export():
+            scale = torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps)
+            return x * scale * self.weight
+        return super().forward(x)
+
+
 def make_norm(kind: str, dim: int) -> nn.Module:
     if kind == "rms":
-        return nn.RMSNorm(dim, eps=1e-4)
+        return RMSNorm(dim, eps=1e-4)
     if kind == "layer":
         return nn.LayerNorm(dim, eps=1e-4)
     if kind == "none":

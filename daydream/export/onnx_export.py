@@ -1,0 +1,118 @@
+"""Export the agent's acting graph (encoder + one RSSM filter step + actor) to ONNX.
+
+The graph is one stateful step: it takes the previous state and action, the new
+observation and `is_first` (which resets the state inside the graph), plus the noise
+for the latent and action samples, so that its output is a deterministic function of
+its inputs and can be checked against the torch agent to numerical precision.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import warnings
+from pathlib import Path
+
+import numpy as np
+import onnx
+import torch
+from torch import Tensor, nn
+
+from daydream.agent import Agent
+from daydream.export.spec import METADATA_KEY, OUTPUTS, STATE_INPUTS, PolicySpec
+
+log = logging.getLogger(__name__)
+OPSET = 17
+
+
+class ActingGraph(nn.Module):
+    """The exported step as a module: forward(*obs, deter, stoch, prev_action, is_first, noises)."""
+
+    def __init__(self, agent: Agent) -> None:
+        super().__init__()
+        self.wm, self.actor = agent.wm, agent.behavior.actor
+        self.obs_keys = [*agent.keys.cnn, *agent.keys.mlp]
+
+    def forward(self, *inputs: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        obs = dict(zip(self.obs_keys, inputs[: len(self.obs_keys)]))
+        deter, stoch, prev_action, is_first, latent_noise, action_noise = inputs[len(self.obs_keys):]
+        embed = self.wm.encoder(obs)
+        post, _ = self.wm.rssm.obs_step({"deter": deter, "stoch": stoch}, prev_action, embed, is_first, noise=latent_noise)
+        params = self.actor.dist_params(self.wm.rssm.feat(post))
+        action = self.actor.sample(params, action_noise)
+        mode = self.actor.mode(params)
+        if self.actor.discrete:  # exact one-hot outputs
+            action = torch.nn.functional.one_hot(action.argmax(-1), self.actor.action_dim).to(mode.dtype)
+        return action, mode, post["deter"], post["stoch"]
+
+
+def policy_spec(agent: Agent, version: int) -> PolicySpec:
+    rssm = agent.wm.rssm
+    obs = {k: (list(s), "uint8") for k, s in agent.keys.cnn.items()}
+    obs.update({k: (list(s), "float32") for k, s in agent.keys.mlp.items()})
+    return PolicySpec(
+        obs=obs,
+        action_dim=agent.action_dim,
+        discrete=agent.discrete,
+        deter=agent.config.model.deter,
+        stoch=list(rssm.stoch_shape),
+        latent_noise="gumbel" if rssm.categorical else "normal",
+        action_noise="gumbel" if agent.discrete else "normal",
+        version=int(version),
+        config_hash=agent.config.digest("model", "behavior"),
+    )
+
+
+def example_inputs(spec: PolicySpec, batch: int = 1) -> list[np.ndarray]:
+    """Zero inputs of the right shapes and dtypes (is_first set), in input order."""
+    arrays = [np.zeros((batch, *shape), dtype=dtype) for shape, dtype in spec.obs.values()]
+    arrays += [
+        np.zeros((batch, spec.deter), np.float32),
+        np.zeros((batch, *spec.stoch), np.float32),
+        np.zeros((batch, spec.action_dim), np.float32),
+        np.ones((batch,), bool),
+        np.zeros((batch, *spec.stoch), np.float32),
+        np.zeros((batch, spec.action_dim), np.float32),
+    ]
+    return arrays
+
+
+def export_onnx(agent: Agent, path: str | Path | None = None, version: int = 0) -> bytes:
+    """Export `agent`'s acting graph; writes it to `path` if given and returns the bytes."""
+    spec = policy_spec(agent, version)
+    graph = ActingGraph(agent if agent.device.type == "cpu" else _cpu_copy(agent)).eval()
+    args = tuple(torch.as_tensor(a) for a in example_inputs(spec, batch=2))
+    names = spec.input_names
+    buffer = io.BytesIO()
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice
+        torch.onnx.export(
+            graph, args, buffer, dynamo=False, opset_version=OPSET,
+            input_names=names, output_names=list(OUTPUTS),
+            dynamic_axes={n: {0: "batch"} for n in [*names, *OUTPUTS]},
+        )
+    model = onnx.load_from_string(buffer.getvalue())
+    onnx.helper.set_model_props(model, {
+        METADATA_KEY: spec.to_json(),
+        "policy_version": str(version),
+        "config_hash": spec.config_hash,
+    })
+    onnx.checker.check_model(model)
+    data = model.SerializeToString()
+    if path is not None:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).write_bytes(data)
+    return data
+
+
+def _cpu_copy(agent: Agent) -> Agent:
+    """A CPU float32 copy of a GPU agent's acting parts (export traces on CPU)."""
+    import copy
+
+    clone = copy.copy(agent)
+    clone.wm = copy.deepcopy(agent.wm).to("cpu").float()
+    clone.behavior = copy.deepcopy(agent.behavior).to("cpu").float()
+    return clone
+
+
+__all__ = ["ActingGraph", "export_onnx", "example_inputs", "policy_spec", "STATE_INPUTS"]
