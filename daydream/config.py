@@ -48,6 +48,7 @@ class ReplayConfig:
     batch_length: int
     prefetch: int
     directory: str
+    max_open_files: int
 
 
 @dataclasses.dataclass(frozen=True)

@@ -75,7 +75,8 @@ class Trainer:
         self.eval_env = make_env(config.env, seed=config.seed + 10_000)
         self.agent = Agent(config, self.env.observation_space, self.env.action_space)
         r = config.replay
-        self.replay = Replay(r.directory or self.logdir / "replay", r.capacity, r.chunk_size, r.batch_size, r.batch_length, seed=config.seed)
+        self.replay = Replay(r.directory or self.logdir / "replay", r.capacity, r.chunk_size, r.batch_size, r.batch_length,
+                             seed=config.seed, max_open_files=r.max_open_files)
         self.ratio = TrainRatio(config.train.train_ratio, r.batch_size * r.batch_length, config.train.prefill)
         self.metrics = MetricsWriter(self.logdir)
         self.env_steps = 0
