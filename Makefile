@@ -9,6 +9,9 @@ VENV ?= .venv
 TORCH_SPEC ?= torch==2.13.0
 CONFIG ?= dmc_walker_walk
 STEPS ?= 100000
+# Model size for `make run`: the config's 12m on a CUDA machine, tiny on CPU-only machines
+# (the 12m update takes seconds on a laptop CPU). Set SIZE=12m|25m|50m|tiny to choose.
+SIZE ?= auto
 ARGS ?=
 export MUJOCO_GL ?= egl
 
@@ -27,7 +30,10 @@ setup: $(VENV)/.installed
 	@bash scripts/setup_system.sh $(VPY)
 
 run: setup
-	$(VENV)/bin/daydream train --config $(CONFIG) --set train.steps=$(STEPS) $(ARGS)
+	size=$(SIZE); if [ "$$size" = auto ]; then \
+	  size=$$($(VPY) -c "import torch; print('12m' if torch.cuda.is_available() else 'tiny')"); fi; \
+	echo "make run: $(CONFIG), $(STEPS) env steps, model size $$size, logdir runs/$(CONFIG)"; \
+	$(VENV)/bin/daydream train --config $(CONFIG) --set train.steps=$(STEPS) --set size=$$size $(ARGS)
 
 test: setup
 	$(VPY) -m pytest -q -p no:cacheprovider $(ARGS)

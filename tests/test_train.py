@@ -42,6 +42,7 @@ def random_returns(episodes: int, seed: int) -> list[float]:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1200)
 def test_tiny_agent_learns_pendulum(tmp_path):
     """The tiny model on Pendulum must beat a random policy clearly within a few CPU minutes."""
     from daydream.runtime.train import train
@@ -97,6 +98,11 @@ def test_train_eval_cli_and_resume_after_sigkill(tmp_path):
     # updates follow the train ratio from the restored counters: no catch-up flood
     expected_updates = int((target - 300 + 1) * 16 / (16 * 32))
     assert abs(final["agent"]["updates"] - expected_updates) <= 1
+
+    # metrics went to JSONL and TensorBoard event files
+    train_rows = read_metrics(logdir / "metrics.jsonl", "train")
+    assert train_rows and "model_loss" in train_rows[-1] and "env_steps_per_s" in train_rows[-1]
+    assert list((logdir / "tb").glob("events.out.tfevents.*"))
 
     result = daydream("eval", "--checkpoint", str(logdir), "--episodes", "1", "--video", str(tmp_path / "ep.gif"))
     assert result.returncode == 0, result.stderr
