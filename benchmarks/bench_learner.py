@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from daydream.agent import Agent
+from daydream.agent.synthetic import synthetic_batch
 from daydream.config import load_config
 
 
@@ -33,22 +34,6 @@ def spaces_for(obs: str) -> tuple[gym.spaces.Dict, gym.spaces.Box]:
                      "velocity": gym.spaces.Box(-np.inf, np.inf, (9,), np.float32)}
     obs_space["is_first"] = gym.spaces.Box(0, 1, (), bool)
     return gym.spaces.Dict(obs_space), gym.spaces.Box(-1, 1, (6,), np.float32)
-
-
-def synthetic_batch(obs_space: gym.spaces.Dict, action_dim: int, b: int, t: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
-    batch = {}
-    for key, space in obs_space.spaces.items():
-        if space.dtype == np.uint8:
-            batch[key] = rng.integers(0, 256, (b, t, *space.shape), dtype=np.uint8)
-        elif space.dtype == bool:
-            batch[key] = np.zeros((b, t), bool)
-        else:
-            batch[key] = rng.normal(size=(b, t, *space.shape)).astype(np.float32)
-    batch["is_first"][:, 0] = True
-    batch["action"] = rng.uniform(-1, 1, (b, t, action_dim)).astype(np.float32)
-    batch["reward"] = rng.normal(size=(b, t)).astype(np.float32)
-    batch["is_terminal"] = np.zeros((b, t), bool)
-    return batch
 
 
 def sync(device: torch.device) -> None:
@@ -64,8 +49,7 @@ def bench(size: str, args: argparse.Namespace) -> dict:
     config = load_config(None, overrides)
     obs_space, act_space = spaces_for(args.obs)
     agent = Agent(config, obs_space, act_space)
-    rng = np.random.default_rng(0)
-    batch = synthetic_batch(obs_space, act_space.shape[0], args.batch, args.length, rng)
+    batch = synthetic_batch(obs_space, act_space.shape[0], args.batch, args.length)
     for _ in range(args.warmup):
         agent.train(batch)
     sync(agent.device)

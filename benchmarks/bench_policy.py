@@ -20,7 +20,9 @@ from daydream.config import load_config
 from daydream.export.onnx_export import export_onnx
 from daydream.export.onnx_policy import OnnxPolicy
 
-from bench_learner import spaces_for, synthetic_batch
+from daydream.agent.synthetic import synthetic_batch
+
+from bench_learner import spaces_for
 
 
 def percentiles(samples: list[float]) -> dict[str, float]:
@@ -54,7 +56,7 @@ def main() -> None:
                 overrides += ["model.mlp_keys=^$", "model.cnn_keys=^image$"]
             obs_space, act_space = spaces_for(kind)
             agent = Agent(load_config(None, overrides), obs_space, act_space)
-            batch = synthetic_batch(obs_space, act_space.shape[0], 1, 64, np.random.default_rng(0))
+            batch = synthetic_batch(obs_space, act_space.shape[0], 1, 64)
             obs_seq = [{k: v[:, t] for k, v in batch.items() if k in obs_space.spaces} for t in range(64)]
             onnx_policy = OnnxPolicy(export_onnx(agent), threads=args.threads)
             torch_ms = percentiles(time_steps(lambda o, s: agent.policy(o, s), obs_seq, args.steps))

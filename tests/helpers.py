@@ -5,6 +5,7 @@ from __future__ import annotations
 import gymnasium as gym
 import numpy as np
 
+from daydream.agent.synthetic import synthetic_batch as _synthetic_batch
 from daydream.config import load_config
 
 
@@ -35,20 +36,10 @@ def image_spaces(action_dim: int = 2):
 
 
 def synthetic_batch(obs_space, action_dim: int, b: int = 4, t: int = 8, seed: int = 0) -> dict[str, np.ndarray]:
-    rng = np.random.default_rng(seed)
-    batch = {}
-    for key, space in obs_space.spaces.items():
-        if space.dtype == np.uint8:
-            batch[key] = rng.integers(0, 256, (b, t, *space.shape), dtype=np.uint8)
-        elif space.dtype == bool:
-            batch[key] = np.zeros((b, t), bool)
-        else:
-            batch[key] = rng.normal(size=(b, t, *space.shape)).astype(np.float32)
-    batch["is_first"][:, 0] = True
+    """A random batch with an extra episode start and a terminal inside it."""
+    batch = _synthetic_batch(obs_space, action_dim, b, t, seed)
     batch["is_first"][0, t // 2] = True
     batch["is_terminal"][b - 1, t - 1] = True
-    batch["action"] = rng.uniform(-1, 1, (b, t, action_dim)).astype(np.float32)
-    batch["reward"] = rng.normal(size=(b, t)).astype(np.float32)
     return batch
 
 
