@@ -1,88 +1,68 @@
-"""Gymnasium backend: any registered id under the env contract (CarRacing included)."""
+"""Gymnasium backends: any registered id by name, and CarRacing.
+
+Builds the native env with `gymnasium.make`, rendering to rgb_array whenever the env can
+(so videos work even without an image observation) and replacing the registered
+TimeLimit when daydream applies its own. Observation and action adaptation is left to
+`make_env`'s wrappers.
+"""
 
 from __future__ import annotations
 
+import difflib
+import importlib
+import logging
 from typing import Any
 
 import gymnasium as gym
-import numpy as np
+from gymnasium.envs.registration import load_env_creator
 
-from daydream.envs.contract import check_action, flag_spaces, image_space, vector_space, with_flags
-from daydream.envs.wrappers import resize_image
+log = logging.getLogger(__name__)
 
-
-def _is_image(space: gym.Space) -> bool:
-    return isinstance(space, gym.spaces.Box) and space.dtype == np.uint8 and len(space.shape) == 3 and space.shape[-1] == 3
+CARRACING_ID = "CarRacing-v3"
 
 
-class GymEnv(gym.Env):
-    """Adapts a Gymnasium env: Box observations become `state` (or `image`), Dict keys are
-    kept; Box actions are normalised to [-1, 1]; Discrete actions stay Discrete. With
-    `render`, a rendered `image` observation is added for envs that have none."""
-
-    def __init__(self, task: str, size: tuple[int, int] = (64, 64), render: bool = False, **kwargs: Any) -> None:
+def _spec(task: str) -> gym.envs.registration.EnvSpec:
+    """The registered spec of `task` (`module:Id` imports the module first, as gym.make does)."""
+    module, _, env_id = task.rpartition(":")
+    if module:
         try:
-            # rgb_array rendering is lazy (only on render()), so videos work without an image obs
-            self._env = gym.make(task, render_mode="rgb_array", **kwargs)
-        except gym.error.Error as exc:
-            raise ValueError(f"unknown or unusable Gymnasium env id '{task}': {exc}") from exc
-        self._size, self._render = tuple(size), render
-        self.render_mode = "rgb_array"
-        inner = self._env.observation_space
-        spaces: dict[str, gym.Space] = {}
-        if isinstance(inner, gym.spaces.Dict):
-            self._keys = list(inner.spaces)
-            for key, space in inner.spaces.items():
-                spaces[key] = image_space(self._size) if _is_image(space) else vector_space((int(np.prod(space.shape)),))
-        elif _is_image(inner):
-            self._keys = None
-            spaces["image"] = image_space(self._size)
-        elif isinstance(inner, gym.spaces.Box):
-            self._keys = None
-            spaces["state"] = vector_space((int(np.prod(inner.shape)),))
-        else:
-            raise ValueError(f"Gymnasium env '{task}' has observation space {inner}; use Box or Dict observations")
-        if render and "image" not in spaces:
-            spaces["image"] = image_space(self._size)
-        self.observation_space = gym.spaces.Dict({**spaces, **flag_spaces()})
-        act = self._env.action_space
-        if isinstance(act, gym.spaces.Discrete):
-            self.action_space = gym.spaces.Discrete(int(act.n))
-            self._low = self._high = None
-        elif isinstance(act, gym.spaces.Box) and np.all(np.isfinite(act.low)) and np.all(np.isfinite(act.high)):
-            self.action_space = gym.spaces.Box(-1.0, 1.0, act.shape, np.float32)
-            self._low, self._high = act.low.astype(np.float32), act.high.astype(np.float32)
-        else:
-            raise ValueError(f"Gymnasium env '{task}' has action space {act}; use a bounded Box or Discrete")
+            importlib.import_module(module)
+        except ImportError as exc:
+            raise ValueError(f"Gymnasium env id '{task}': cannot import module '{module}' ({exc})") from exc
+    try:
+        return gym.spec(env_id)
+    except gym.error.Error as exc:
+        close = difflib.get_close_matches(env_id, list(gym.registry), n=3, cutoff=0.6)
+        hint = f"; did you mean {', '.join(close)}?" if close else "; list ids with `gymnasium.pprint_registry()`"
+        raise ValueError(f"unknown Gymnasium env id '{task}' ({exc}){hint}") from exc
 
-    def _convert(self, raw) -> dict[str, np.ndarray]:
-        out: dict[str, np.ndarray] = {}
-        if self._keys is not None:
-            for key in self._keys:
-                value = np.asarray(raw[key])
-                out[key] = resize_image(value, self._size) if _is_image(self._env.observation_space[key]) else value.astype(np.float32).reshape(-1)
-        elif "image" in self.observation_space.spaces and _is_image(self._env.observation_space):
-            out["image"] = resize_image(np.asarray(raw), self._size)
-        else:
-            out["state"] = np.asarray(raw, np.float32).reshape(-1)
-        if self._render and "image" not in out:
-            out["image"] = resize_image(np.asarray(self._env.render()), self._size)
-        return out
 
-    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
-        raw, info = self._env.reset(seed=seed, options=options)
-        return with_flags(self._convert(raw), True, False, False), info
+def _render_modes(spec: gym.envs.registration.EnvSpec) -> list[str]:
+    creator = spec.entry_point if callable(spec.entry_point) else load_env_creator(spec.entry_point)
+    return list(getattr(creator, "metadata", {}).get("render_modes", []) or [])
 
-    def step(self, action):
-        checked = check_action(self.action_space, action)
-        if self._low is not None:
-            checked = self._low + (np.clip(checked, -1, 1) + 1) / 2 * (self._high - self._low)
-        raw, reward, terminated, truncated, info = self._env.step(checked)
-        obs = with_flags(self._convert(raw), False, terminated or truncated, terminated)
-        return obs, float(reward), bool(terminated), bool(truncated), info
 
-    def render(self):
-        return self._env.render()
+def make_gym(task: str, *, render: bool = False, own_time_limit: bool = True, **kwargs: Any) -> gym.Env:
+    """`gymnasium.make(task)` with rgb_array rendering where supported.
 
-    def close(self) -> None:
-        self._env.close()
+    `render=True` requires rgb_array support (it feeds an `image` observation).
+    `own_time_limit=False` drops the registered TimeLimit (daydream's replaces it).
+    """
+    spec = _spec(task)
+    modes = _render_modes(spec)
+    if render and "rgb_array" not in modes:
+        raise ValueError(f"env.render=true but Gymnasium env '{task}' cannot render rgb_array frames (render modes: {modes}); set env.render=false")
+    render_mode = "rgb_array" if "rgb_array" in modes else None
+    if render_mode is None:
+        log.info("Gymnasium env '%s' cannot render rgb_array frames (render modes: %s): no videos", task, modes)
+    try:
+        return gym.make(task, render_mode=render_mode, max_episode_steps=None if own_time_limit else -1, **kwargs)
+    except gym.error.DependencyNotInstalled:
+        raise  # its message already says what to pip install
+    except gym.error.Error as exc:
+        raise ValueError(f"cannot make Gymnasium env '{task}': {exc}") from exc
+
+
+def make_carracing(discrete: bool, *, own_time_limit: bool = True) -> gym.Env:
+    """CarRacing-v3: 96x96 pixels; 5 discrete actions or the (steer, gas, brake) box."""
+    return make_gym(CARRACING_ID, own_time_limit=own_time_limit, continuous=not discrete)

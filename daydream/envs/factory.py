@@ -1,0 +1,69 @@
+"""`make_env`: build the configured backend and stack the wrappers that make it speak the contract."""
+
+from __future__ import annotations
+
+import logging
+
+import gymnasium as gym
+
+from daydream.config import EnvConfig
+from daydream.envs.adapter import ContractAdapter
+from daydream.envs.contract import spaces_of
+from daydream.envs.wrappers import ActionRepeat, NormalizeActions, ResizeImage, TimeLimit
+
+log = logging.getLogger(__name__)
+
+BACKENDS = ("dmc", "gym", "carracing")
+DMC_OBS = ("proprio", "pixels", "both")
+
+
+def _check(config: EnvConfig) -> None:
+    if config.backend not in BACKENDS:
+        raise ValueError(f"unknown env backend '{config.backend}'; env.backend must be one of: {', '.join(BACKENDS)}")
+    if config.action_repeat < 1:
+        raise ValueError(f"env.action_repeat must be >= 1, got {config.action_repeat}")
+    if config.time_limit < 0:
+        raise ValueError(f"env.time_limit must be >= 0 agent steps (0 = the backend's own limit), got {config.time_limit}")
+    if len(config.size) != 2 or min(config.size) < 1:
+        raise ValueError(f"env.size must be [height, width] with positive entries, got {list(config.size)}")
+    if config.backend == "dmc" and config.obs not in DMC_OBS:
+        raise ValueError(f"env.obs must be one of {', '.join(DMC_OBS)} for the dmc backend, got '{config.obs}'")
+
+
+def make_env(config: EnvConfig, seed: int = 0) -> gym.Env:
+    """Build `config.backend` under the env contract, seeded so the first reset is reproducible.
+
+    Stack (inside out): backend, NormalizeActions (Box actions), ActionRepeat, TimeLimit
+    (agent steps; replaces the backend's own limit when > 0), ContractAdapter, ResizeImage.
+    """
+    _check(config)
+    task = config.task
+    own_limit = config.time_limit == 0
+    keep_vectors, render_size = True, None
+    env: gym.Env
+    if config.backend == "dmc":
+        from daydream.envs.dmc import DMCSuiteEnv
+
+        env = DMCSuiteEnv(config.task, config.size, config.camera, seed, time_limit=own_limit)
+        keep_vectors = config.obs in ("proprio", "both")
+        render_size = config.size if config.obs in ("pixels", "both") else None
+    elif config.backend == "gym":
+        from daydream.envs.gym_env import make_gym
+
+        env = make_gym(config.task, render=config.render, own_time_limit=own_limit)
+        render_size = config.size if config.render else None
+    else:
+        from daydream.envs.gym_env import CARRACING_ID, make_carracing
+
+        task = CARRACING_ID  # env.task is ignored for this backend
+        env = make_carracing(config.discrete, own_time_limit=own_limit)
+    if isinstance(env.action_space, gym.spaces.Box):
+        env = NormalizeActions(env)
+    if config.action_repeat > 1:
+        env = ActionRepeat(env, config.action_repeat)
+    if config.time_limit > 0:
+        env = TimeLimit(env, config.time_limit)
+    env = ContractAdapter(env, keep_vectors=keep_vectors, render_size=render_size, seed=seed)
+    env = ResizeImage(env, config.size)
+    log.info("env %s:%s (seed %d, repeat %d): %s", config.backend, task, seed, config.action_repeat, spaces_of(env).describe())
+    return env
