@@ -1,0 +1,179 @@
+"""Policy distribution, learner -> actors: ONNX bytes with a monotonic version and sha256.
+
+Pull, not push: each `PolicyClient` keeps exactly one ``policy_request{have_version}``
+outstanding, sent every `request_interval_s` (default 0.25 s); the `PolicyServer`
+answers every request, with the newest ``policy`` if the actor's version is older or a
+small ``heartbeat{policy_version}`` otherwise. We chose this over pushing on publish
+because a ROUTER can only address peers that already spoke to it (and a reconnecting
+peer gets a new identity), so pushes still need a request path for late joiners and
+learner restarts; with pull that one path covers all cases, and one outstanding request
+per actor bounds policy traffic to one copy in flight per actor. The cost is a few
+dozen bytes per actor per interval and up to one interval of extra latency, small next
+to how often a learner publishes.
+
+Policies use their own ROUTER socket (default port 5556, experience is 5555) so a
+multi-megabyte policy never queues in front of acks and heartbeats on the same pipe.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import hashlib
+import logging
+import time
+
+from daydream.transport.codec import DEFAULT_MAX_MESSAGE_BYTES
+from daydream.transport.keys import CurveClientKeys, CurveServerKeys
+from daydream.transport.sockets import DealerEnd, RouterEnd
+
+log = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass(frozen=True)
+class PolicyUpdate:
+    version: int
+    sha256: str  # hex digest of onnx, verified by the client
+    onnx: bytes
+
+
+class PolicyServer:
+    """Bind `endpoint` and serve the newest published policy to actors that ask."""
+
+    def __init__(self, endpoint: str, *, curve: CurveServerKeys | None = None,
+                 max_batch: int = 256, max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> None:
+        self.max_batch = max_batch
+        self.max_message_bytes = max_message_bytes
+        self._current: PolicyUpdate | None = None
+        self._link = RouterEnd(endpoint, curve, max_message_bytes)
+        self.client_versions: dict[str, int] = {}  # actor_id -> version it last said it has
+
+    @property
+    def endpoint(self) -> str:
+        return self._link.endpoint
+
+    @property
+    def version(self) -> int:
+        """Newest published version (0 before the first publish)."""
+        return self._current.version if self._current else 0
+
+    @property
+    def stats(self) -> dict[str, int]:
+        return dict(self._link.stats)
+
+    def publish(self, onnx_bytes: bytes, version: int) -> str:
+        """Make `onnx_bytes` the policy served from now on; returns its sha256 hex."""
+        if version <= self.version:
+            raise ValueError(f"policy version {version} is not newer than the published {self.version}; "
+                             "versions must increase so actors can tell new from old")
+        if len(onnx_bytes) + 1024 > self.max_message_bytes:
+            raise ValueError(f"policy of {len(onnx_bytes)} bytes does not fit max_message_bytes="
+                             f"{self.max_message_bytes}; raise transport.max_message_bytes on learner and actors")
+        digest = hashlib.sha256(onnx_bytes).hexdigest()
+        self._current = PolicyUpdate(version, digest, bytes(onnx_bytes))
+        log.info("published policy version %d (%d bytes, sha256 %s)", version, len(onnx_bytes), digest[:12])
+        return digest
+
+    def poll(self, timeout_ms: int = 0) -> int:
+        """Answer queued policy requests (waiting up to `timeout_ms` for the first); returns policies sent."""
+        sent = 0
+        for identity, msg_type, payload in self._link.recv(timeout_ms, self.max_batch):
+            if msg_type != "policy_request":
+                self._link.stats["unexpected"] += 1
+                continue
+            self.client_versions[payload["actor_id"]] = payload["have_version"]
+            cur = self._current
+            if cur is not None and payload["have_version"] < cur.version:
+                if self._link.send(identity, "policy", {"version": cur.version, "sha256": cur.sha256,
+                                                        "onnx": cur.onnx}):
+                    sent += 1
+                    self._link.stats["policies_sent"] += 1
+            else:
+                self._link.send(identity, "heartbeat", {"policy_version": self.version})
+        return sent
+
+    def close(self) -> None:
+        self._link.close()
+
+    def __enter__(self) -> PolicyServer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class PolicyClient:
+    """Connect to a `PolicyServer`; `poll()` returns verified, strictly newer policies."""
+
+    def __init__(self, endpoint: str, actor_id: str, *, have_version: int = 0,
+                 curve: CurveClientKeys | None = None,
+                 request_interval_s: float = 0.25, request_timeout_s: float = 10.0,
+                 learner_timeout_s: float = 5.0,
+                 max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> None:
+        self.actor_id = actor_id
+        self.version = have_version
+        self.request_interval_s = request_interval_s
+        # a large policy over a slow link can take a while; only then is a request presumed lost
+        self.request_timeout_s = request_timeout_s
+        self.learner_timeout_s = learner_timeout_s
+        self._outstanding_since: float | None = None
+        self._last_answer = -float("inf")
+        self._counters: collections.Counter[str] = collections.Counter()
+        self._link = DealerEnd(endpoint, curve, max_message_bytes, hwm=4)
+
+    @property
+    def learner_alive(self) -> bool:
+        return self._link.heard_within(self.learner_timeout_s)
+
+    @property
+    def stats(self) -> dict[str, int]:
+        return dict(self._link.stats + self._counters)
+
+    def poll(self) -> PolicyUpdate | None:
+        """Non-blocking: take answers, re-request when due; the newest verified newer policy or None."""
+        newest: PolicyUpdate | None = None
+        for msg_type, payload in self._link.recv():
+            if msg_type == "policy":
+                self._answered()
+                update = self._verify(payload)
+                if update is not None:
+                    newest = update
+            elif msg_type == "heartbeat":
+                self._answered()
+            else:
+                self._counters["unexpected"] += 1
+        now = time.monotonic()
+        due = (self._outstanding_since is None and now - self._last_answer >= self.request_interval_s) or (
+            self._outstanding_since is not None and now - self._outstanding_since >= self.request_timeout_s)
+        if due and self._link.send("policy_request", {"actor_id": self.actor_id, "have_version": self.version}):
+            self._outstanding_since = now
+        return newest
+
+    def _answered(self) -> None:
+        self._outstanding_since = None
+        self._last_answer = time.monotonic()
+
+    def _verify(self, payload: dict) -> PolicyUpdate | None:
+        version, claimed, onnx = payload["version"], payload["sha256"], payload["onnx"]
+        actual = hashlib.sha256(onnx).hexdigest()
+        if actual != claimed.lower():
+            self._counters["sha256_mismatch"] += 1
+            log.error("rejected policy version %d: sha256 of the %d received bytes is %s, the learner claimed %s "
+                      "(corrupted or tampered); keeping version %d", version, len(onnx), actual[:12], claimed[:12],
+                      self.version)
+            return None
+        if version <= self.version:
+            self._counters["stale"] += 1
+            return None
+        self.version = version
+        self._counters["policies"] += 1
+        return PolicyUpdate(version, actual, onnx)
+
+    def close(self) -> None:
+        self._link.close()
+
+    def __enter__(self) -> PolicyClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
