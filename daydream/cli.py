@@ -1,9 +1,14 @@
-"""The `daydream` command line: `train` and `eval` (more subcommands join as the stack grows)."""
+"""The `daydream` command line.
+
+`train` (one process) and `eval`; the asynchronous stack: `learner`, `actor`, `run`
+(a learner and N actors on this machine) and `keys` (CURVE keys for the links).
+"""
 
 from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
 from pathlib import Path
 
@@ -17,8 +22,8 @@ def _add_config_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--logdir", help="run directory (overrides the config's logdir)")
 
 
-def _load(args: argparse.Namespace):
-    overrides = list(args.overrides)
+def _load(args: argparse.Namespace, extra: list[str] = ()):
+    overrides = [*args.overrides, *extra]
     if getattr(args, "logdir", None):
         overrides.append(f"logdir={args.logdir}")
     return load_config(args.config, overrides)
@@ -43,6 +48,58 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _stop_on_sigterm() -> None:
+    """SIGTERM (systemd, docker stop, the launcher) shuts down like Ctrl-C: spool, drain, checkpoint."""
+    def handler(signum, frame):
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a second SIGTERM kills at once
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, handler)
+
+
+def cmd_learner(args: argparse.Namespace) -> int:
+    from daydream.runtime.learner import run_learner
+
+    config = _load(args)
+    _stop_on_sigterm()
+    run_learner(config, resume=args.resume)
+    print(f"done: {config.train.steps} steps received in {config.logdir}")
+    return 0
+
+
+def cmd_actor(args: argparse.Namespace) -> int:
+    from daydream.runtime.actor import run_actor
+
+    overrides = [f"transport.actor_id={args.id}"] if args.id else []
+    config = _load(args, overrides)
+    _stop_on_sigterm()
+    counters = run_actor(config, learner=args.learner, policy=args.policy, max_steps=args.steps)
+    print(f"actor done: {counters['steps_spooled']} steps spooled in total")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from daydream.runtime.launcher import LocalRun
+
+    config = _load(args)
+    overrides = list(args.overrides)
+    return LocalRun(config, args.config, overrides, args.actors, resume=args.resume, policy=args.policy).run()
+
+
+def cmd_keys(args: argparse.Namespace) -> int:
+    from daydream.runtime.actor import check_actor_id
+    from daydream.transport.keys import make_key_folder
+
+    for actor_id in args.actors:
+        check_actor_id(actor_id)
+    written = make_key_folder(args.dir, args.actors)
+    for path in written:
+        print(path)
+    print(f"keys in {args.dir}: the learner needs learner.key_secret and allowed/; each actor needs learner.key and "
+          "its own <actor_id>.key_secret. Set transport.curve.enabled=true and transport.curve.keys_dir.")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="daydream", description="Dreamer world-model learning for robots.")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -60,6 +117,32 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config key of the checkpoint's config, e.g. --set env.time_limit=200")
     p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("learner", help="train on experience streamed by actors; publish policies to them")
+    _add_config_args(p)
+    p.add_argument("--resume", action="store_true", help="continue the run in --logdir from its last checkpoint")
+    p.set_defaults(func=cmd_learner)
+
+    p = sub.add_parser("actor", help="run an env with the newest policy and stream its experience to a learner")
+    _add_config_args(p)
+    p.add_argument("--learner", help="the learner's address tcp://HOST:PORT (default: transport.learner); "
+                                     "policies come from PORT+1")
+    p.add_argument("--policy", choices=["onnx", "torch"], help="policy runtime (default: transport.policy)")
+    p.add_argument("--id", help="actor id (default: transport.actor_id, else the hostname)")
+    p.add_argument("--steps", type=int, default=0, help="stop after this many env steps (0: run until stopped)")
+    p.set_defaults(func=cmd_actor)
+
+    p = sub.add_parser("run", help="start a learner and N actors on this machine as separate processes")
+    _add_config_args(p)
+    p.add_argument("--actors", type=int, default=1, help="number of actor processes")
+    p.add_argument("--policy", choices=["onnx", "torch"], help="actors' policy runtime (default: transport.policy)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --logdir")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("keys", help="make CURVE keys for a learner and its actors")
+    p.add_argument("--dir", default="keys", help="key folder (default: keys)")
+    p.add_argument("--actors", nargs="+", default=[], metavar="ACTOR_ID", help="actor ids to make and admit keys for")
+    p.set_defaults(func=cmd_keys)
     return parser
 
 
@@ -69,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         return args.func(args)
-    except (ConfigError, FileExistsError, FileNotFoundError, ValueError) as exc:
+    except (ConfigError, FileExistsError, FileNotFoundError, ValueError, OSError) as exc:
         print(f"daydream {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -119,6 +119,34 @@ class TrainConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class CurveConfig:
+    enabled: bool
+    keys_dir: str
+
+
+@dataclasses.dataclass(frozen=True)
+class TransportConfig:
+    bind: str
+    learner: str
+    actor_id: str
+    policy: Literal["onnx", "torch"]
+    policy_threads: int
+    chunk_length: int
+    publish_every: int
+    pace_actors: bool
+    pace_slack_steps: int
+    status_every_s: float
+    max_message_bytes: int
+    max_in_flight: int
+    resend_timeout_s: float
+    heartbeat_interval_s: float
+    learner_timeout_s: float
+    policy_request_interval_s: float
+    drain_timeout_s: float
+    curve: CurveConfig
+
+
+@dataclasses.dataclass(frozen=True)
 class Config:
     seed: int
     logdir: str
@@ -132,6 +160,7 @@ class Config:
     model: ModelConfig
     behavior: BehaviorConfig
     train: TrainConfig
+    transport: TransportConfig
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -150,6 +179,19 @@ class Config:
         for key, value in changes.items():
             _set_dotted(data, key.replace("__", "."), value)
         return _build(Config, data, "")
+
+
+def save_config_yaml(config: Config, path: str | Path) -> None:
+    """Write the resolved config as YAML (what a run was started with, loadable as a task config)."""
+    Path(path).write_text(yaml.safe_dump(_plain(config.to_dict()), sort_keys=False))
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
 
 
 def config_dir() -> Path:

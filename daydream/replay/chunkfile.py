@@ -36,13 +36,14 @@ from __future__ import annotations
 
 import dataclasses
 import mmap
-import os
 import re
 import struct
 import zipfile
 from pathlib import Path
 
 import numpy as np
+
+from daydream.atomic import atomic_write, temp_path
 
 SUFFIX = ".npz"
 TEMP_SUFFIX = ".tmp"
@@ -113,29 +114,11 @@ def remove_temp_files(directory: Path) -> list[Path]:
     return removed
 
 
-def fsync_directory(directory: Path) -> None:
-    # The rename/unlink itself is only durable once the directory entry is on disk.
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def write_chunk(directory: Path, name: ChunkName, arrays: dict[str, np.ndarray]) -> Path:
     """Write `arrays` durably as `directory/name.filename` and return its path."""
     final = directory / name.filename
-    temp = directory / name.temp_filename
-    try:
-        with open(temp, "wb") as f:
-            _write_npz(f, arrays)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(temp, final)
-    except BaseException:
-        temp.unlink(missing_ok=True)
-        raise
-    fsync_directory(directory)
+    assert temp_path(final).name == name.temp_filename  # remove_temp_files relies on the same naming
+    atomic_write(final, lambda f: _write_npz(f, arrays))
     return final
 
 

@@ -15,10 +15,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import yaml
 
 from daydream.agent import Agent
-from daydream.config import Config, ConfigError
+from daydream.config import Config, ConfigError, save_config_yaml
 from daydream.envs import make_env
 from daydream.replay import Replay
 from daydream.runtime.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
@@ -66,7 +65,7 @@ class Trainer:
         if ckpt.exists() and not resume:
             raise FileExistsError(f"{self.logdir} already holds a run; pass --resume to continue it or choose another logdir")
         self.logdir.mkdir(parents=True, exist_ok=True)
-        (self.logdir / "config.yaml").write_text(yaml.safe_dump(_plain(config.to_dict()), sort_keys=False))
+        save_config_yaml(config, self.logdir / "config.yaml")
         if config.threads:
             torch.set_num_threads(config.threads)
         seed_everything(config.seed)
@@ -208,10 +207,3 @@ def _progress(total: int, initial: int, enabled: bool):
 
     return tqdm(total=total, initial=initial, disable=not enabled, unit="step", dynamic_ncols=True, smoothing=0.1)
 
-
-def _plain(value):
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    return value

@@ -34,12 +34,15 @@ ACTOR_ID_RE = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
 # message type -> (required fields, optional fields), field -> python type
 SCHEMAS: dict[str, tuple[dict[str, type], dict[str, type]]] = {
     "chunk": ({"actor_id": str, "seq": int, "episode_id": int, "data": dict}, {}),
-    "ack": ({"seq": int}, {}),
+    # credit: env steps the learner wants before actors should wait (pacing to the train ratio)
+    "ack": ({"seq": int}, {"credit": int}),
     "hello": ({"actor_id": str}, {"policy_version": int, "steps_per_s": float, "pending": int}),
     "heartbeat": ({"policy_version": int},
-                  {"actor_id": str, "steps_per_s": float, "pending": int, "next_seq": int}),
-    "policy": ({"version": int, "sha256": str, "onnx": bytes}, {}),
-    "policy_request": ({"actor_id": str, "have_version": int}, {}),
+                  {"actor_id": str, "steps_per_s": float, "pending": int, "next_seq": int, "credit": int}),
+    # a policy carries `onnx` (the exported acting graph) or `weights` (the torch acting modules'
+    # tensors, for `policy: torch` actors), whichever the request's `format` asked for
+    "policy": ({"version": int, "sha256": str}, {"onnx": bytes, "weights": dict}),
+    "policy_request": ({"actor_id": str, "have_version": int}, {"format": str}),
 }
 MESSAGE_TYPES = frozenset(SCHEMAS)
 

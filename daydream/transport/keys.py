@@ -37,6 +37,51 @@ class CurveClientKeys:
     server_public_key_file: Path
 
 
+LEARNER_KEY_NAME = "learner"
+ALLOWED_DIR = "allowed"
+
+
+def server_keys_from_dir(keys_dir: str | Path) -> CurveServerKeys:
+    """The learner's keys in a `daydream keys` folder; errors say how to make missing ones."""
+    keys_dir = Path(keys_dir)
+    secret = keys_dir / f"{LEARNER_KEY_NAME}.key_secret"
+    if not secret.is_file():
+        raise FileNotFoundError(f"CURVE is on but {secret} does not exist; run `daydream keys --dir {keys_dir} "
+                                "--actors <actor ids>` on the learner machine")
+    return CurveServerKeys(secret, keys_dir / ALLOWED_DIR)
+
+
+def client_keys_from_dir(keys_dir: str | Path, actor_id: str) -> CurveClientKeys:
+    """An actor's keys in a `daydream keys` folder (its secret key and the learner's public key)."""
+    keys_dir = Path(keys_dir)
+    secret = keys_dir / f"{actor_id}.key_secret"
+    server = keys_dir / f"{LEARNER_KEY_NAME}.key"
+    for path in (secret, server):
+        if not path.is_file():
+            raise FileNotFoundError(f"CURVE is on but {path} does not exist; make keys with `daydream keys --dir "
+                                    f"{keys_dir} --actors {actor_id}` and copy {LEARNER_KEY_NAME}.key and "
+                                    f"{actor_id}.key_secret to this machine's keys folder")
+    return CurveClientKeys(secret, server)
+
+
+def make_key_folder(keys_dir: str | Path, actor_ids: list[str]) -> list[Path]:
+    """Create the learner's keypair and one per actor (existing keys are kept); admit each actor's
+    public key by copying it into ``allowed/``. Returns the files written."""
+    keys_dir = Path(keys_dir)
+    (keys_dir / ALLOWED_DIR).mkdir(parents=True, exist_ok=True)
+    written: list[Path] = []
+    for name in [LEARNER_KEY_NAME, *actor_ids]:
+        public, secret = keys_dir / f"{name}.key", keys_dir / f"{name}.key_secret"
+        if not secret.exists():
+            written += generate_keypair(keys_dir, name)
+        if name != LEARNER_KEY_NAME:
+            admitted = keys_dir / ALLOWED_DIR / public.name
+            if not admitted.exists():
+                admitted.write_bytes(public.read_bytes())
+                written.append(admitted)
+    return written
+
+
 def generate_keypair(directory: str | Path, name: str) -> tuple[Path, Path]:
     """Write ``<name>.key`` and ``<name>.key_secret`` into `directory`; returns (public file, secret file)."""
     directory = Path(directory)

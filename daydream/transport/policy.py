@@ -11,6 +11,10 @@ per actor bounds policy traffic to one copy in flight per actor. The cost is a f
 dozen bytes per actor per interval and up to one interval of extra latency, small next
 to how often a learner publishes.
 
+Each request names a `format`: ``onnx`` (the exported acting graph, what robots run) or
+``torch`` (the acting modules' tensors as raw arrays, for actors that run the torch
+agent); the sha256 covers whichever artifact is sent (`weights_digest` for tensors).
+
 Policies use their own ROUTER socket (default port 5556, experience is 5555) so a
 multi-megabyte policy never queues in front of acks and heartbeats on the same pipe.
 """
@@ -23,6 +27,8 @@ import hashlib
 import logging
 import time
 
+import numpy as np
+
 from daydream.transport.codec import DEFAULT_MAX_MESSAGE_BYTES
 from daydream.transport.keys import CurveClientKeys, CurveServerKeys
 from daydream.transport.sockets import DealerEnd, RouterEnd
@@ -30,11 +36,25 @@ from daydream.transport.sockets import DealerEnd, RouterEnd
 log = logging.getLogger(__name__)
 
 
+FORMATS = ("onnx", "torch")
+
+
 @dataclasses.dataclass(frozen=True)
 class PolicyUpdate:
     version: int
-    sha256: str  # hex digest of onnx, verified by the client
-    onnx: bytes
+    sha256: str  # hex digest of the artifact sent (onnx bytes, or weights via weights_digest), verified by the client
+    onnx: bytes | None = None
+    weights: dict[str, np.ndarray] | None = None
+
+
+def weights_digest(weights: dict[str, np.ndarray]) -> str:
+    """sha256 over names, dtypes, shapes and bytes of a tensor dict, independent of dict order."""
+    h = hashlib.sha256()
+    for name in sorted(weights):
+        arr = np.ascontiguousarray(weights[name])
+        h.update(f"{name}|{arr.dtype.str}|{arr.shape}|".encode())
+        h.update(memoryview(arr.reshape(-1).view(np.uint8)))
+    return h.hexdigest()
 
 
 class PolicyServer:
@@ -44,7 +64,8 @@ class PolicyServer:
                  max_batch: int = 256, max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> None:
         self.max_batch = max_batch
         self.max_message_bytes = max_message_bytes
-        self._current: PolicyUpdate | None = None
+        self._current: tuple[PolicyUpdate, str] | None = None  # (policy, sha256 of its weights)
+        self._warned_formats: set[str] = set()
         self._link = RouterEnd(endpoint, curve, max_message_bytes)
         self.client_versions: dict[str, int] = {}  # actor_id -> version it last said it has
 
@@ -55,14 +76,17 @@ class PolicyServer:
     @property
     def version(self) -> int:
         """Newest published version (0 before the first publish)."""
-        return self._current.version if self._current else 0
+        return self._current[0].version if self._current else 0
 
     @property
     def stats(self) -> dict[str, int]:
         return dict(self._link.stats)
 
-    def publish(self, onnx_bytes: bytes, version: int) -> str:
-        """Make `onnx_bytes` the policy served from now on; returns its sha256 hex."""
+    def publish(self, onnx_bytes: bytes, version: int, weights: dict[str, np.ndarray] | None = None) -> str:
+        """Make `onnx_bytes` (and optionally the torch `weights`) the policy served from now on; returns its sha256 hex.
+
+        Without `weights`, actors asking for the torch format get no policy (and a log line here).
+        """
         if version <= self.version:
             raise ValueError(f"policy version {version} is not newer than the published {self.version}; "
                              "versions must increase so actors can tell new from old")
@@ -70,7 +94,14 @@ class PolicyServer:
             raise ValueError(f"policy of {len(onnx_bytes)} bytes does not fit max_message_bytes="
                              f"{self.max_message_bytes}; raise transport.max_message_bytes on learner and actors")
         digest = hashlib.sha256(onnx_bytes).hexdigest()
-        self._current = PolicyUpdate(version, digest, bytes(onnx_bytes))
+        if weights is not None:
+            weights = {k: np.ascontiguousarray(v) for k, v in weights.items()}
+            if sum(v.nbytes for v in weights.values()) + 4096 > self.max_message_bytes:
+                raise ValueError(f"policy weights do not fit max_message_bytes={self.max_message_bytes}; raise "
+                                 "transport.max_message_bytes on learner and actors")
+        weights_sha = weights_digest(weights) if weights is not None else ""
+        # one attribute assignment: a server polled from another thread sees the old or the new policy whole
+        self._current = (PolicyUpdate(version, digest, bytes(onnx_bytes), weights), weights_sha)
         log.info("published policy version %d (%d bytes, sha256 %s)", version, len(onnx_bytes), digest[:12])
         return digest
 
@@ -82,15 +113,36 @@ class PolicyServer:
                 self._link.stats["unexpected"] += 1
                 continue
             self.client_versions[payload["actor_id"]] = payload["have_version"]
-            cur = self._current
-            if cur is not None and payload["have_version"] < cur.version:
-                if self._link.send(identity, "policy", {"version": cur.version, "sha256": cur.sha256,
-                                                        "onnx": cur.onnx}):
+            fmt = payload.get("format", "onnx")
+            current = self._current
+            if current is not None and payload["have_version"] < current[0].version:
+                cur, weights_sha = current
+                message = self._policy_message(cur, weights_sha, fmt)
+                if message is None:
+                    self._link.stats["format_unavailable"] += 1
+                    if fmt not in self._warned_formats:
+                        self._warned_formats.add(fmt)
+                        log.warning("actor %s asks for policies in format %r, which this learner does not publish "
+                                    "(formats: %s)", payload["actor_id"], fmt, self._formats(cur))
+                    self._link.send(identity, "heartbeat", {"policy_version": self.version})
+                elif self._link.send(identity, "policy", message):
                     sent += 1
                     self._link.stats["policies_sent"] += 1
             else:
                 self._link.send(identity, "heartbeat", {"policy_version": self.version})
         return sent
+
+    @staticmethod
+    def _policy_message(cur: PolicyUpdate, weights_sha: str, fmt: str) -> dict | None:
+        if fmt == "onnx":
+            return {"version": cur.version, "sha256": cur.sha256, "onnx": cur.onnx}
+        if fmt == "torch" and cur.weights is not None:
+            return {"version": cur.version, "sha256": weights_sha, "weights": cur.weights}
+        return None
+
+    @staticmethod
+    def _formats(cur: PolicyUpdate) -> str:
+        return "onnx" + (", torch" if cur.weights is not None else "")
 
     def close(self) -> None:
         self._link.close()
@@ -105,13 +157,16 @@ class PolicyServer:
 class PolicyClient:
     """Connect to a `PolicyServer`; `poll()` returns verified, strictly newer policies."""
 
-    def __init__(self, endpoint: str, actor_id: str, *, have_version: int = 0,
+    def __init__(self, endpoint: str, actor_id: str, *, have_version: int = 0, format: str = "onnx",
                  curve: CurveClientKeys | None = None,
                  request_interval_s: float = 0.25, request_timeout_s: float = 10.0,
                  learner_timeout_s: float = 5.0,
                  max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> None:
+        if format not in FORMATS:
+            raise ValueError(f"policy format {format!r} is not one of {FORMATS}")
         self.actor_id = actor_id
         self.version = have_version
+        self.format = format
         self.request_interval_s = request_interval_s
         # a large policy over a slow link can take a while; only then is a request presumed lost
         self.request_timeout_s = request_timeout_s
@@ -145,7 +200,8 @@ class PolicyClient:
         now = time.monotonic()
         due = (self._outstanding_since is None and now - self._last_answer >= self.request_interval_s) or (
             self._outstanding_since is not None and now - self._outstanding_since >= self.request_timeout_s)
-        if due and self._link.send("policy_request", {"actor_id": self.actor_id, "have_version": self.version}):
+        if due and self._link.send("policy_request", {"actor_id": self.actor_id, "have_version": self.version,
+                                                      "format": self.format}):
             self._outstanding_since = now
         return newest
 
@@ -154,12 +210,21 @@ class PolicyClient:
         self._last_answer = time.monotonic()
 
     def _verify(self, payload: dict) -> PolicyUpdate | None:
-        version, claimed, onnx = payload["version"], payload["sha256"], payload["onnx"]
-        actual = hashlib.sha256(onnx).hexdigest()
+        version, claimed = payload["version"], payload["sha256"]
+        artifact = payload.get("onnx" if self.format == "onnx" else "weights")
+        if artifact is None:
+            self._counters["wrong_format"] += 1
+            log.error("rejected policy version %d: it carries no %s artifact", version, self.format)
+            return None
+        if self.format == "torch" and not all(isinstance(v, np.ndarray) for v in artifact.values()):
+            self._counters["wrong_format"] += 1
+            log.error("rejected policy version %d: its weights are not all arrays", version)
+            return None
+        actual = hashlib.sha256(artifact).hexdigest() if self.format == "onnx" else weights_digest(artifact)
         if actual != claimed.lower():
             self._counters["sha256_mismatch"] += 1
-            log.error("rejected policy version %d: sha256 of the %d received bytes is %s, the learner claimed %s "
-                      "(corrupted or tampered); keeping version %d", version, len(onnx), actual[:12], claimed[:12],
+            log.error("rejected policy version %d: sha256 of the received %s is %s, the learner claimed %s "
+                      "(corrupted or tampered); keeping version %d", version, self.format, actual[:12], claimed[:12],
                       self.version)
             return None
         if version <= self.version:
@@ -167,7 +232,10 @@ class PolicyClient:
             return None
         self.version = version
         self._counters["policies"] += 1
-        return PolicyUpdate(version, actual, onnx)
+        if self.format == "onnx":
+            return PolicyUpdate(version, actual, onnx=artifact)
+        # views of the receive buffers: copy so they outlive the message
+        return PolicyUpdate(version, actual, weights={k: np.array(v) for k, v in artifact.items()})
 
     def close(self) -> None:
         self._link.close()

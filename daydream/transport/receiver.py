@@ -60,15 +60,19 @@ class ExperienceReceiver:
     `on_chunk(actor_id, seq, episode_id, chunk)` must write durably before returning; if it
     raises, the chunk is not acked (the actor resends it later) and ``stats["rejected"]`` counts it.
     `policy_version` returns the newest published policy version, for `ActorInfo.policy_lag`.
+    `credit` returns how many more env steps the learner wants now (None: no pacing); it rides
+    on acks and heartbeats, and actors that follow it wait while it is used up.
     """
 
     def __init__(self, endpoint: str, on_chunk: OnChunk, state_dir: str | Path, *,
                  curve: CurveServerKeys | None = None,
                  policy_version: Callable[[], int] = lambda: 0,
+                 credit: Callable[[], int | None] = lambda: None,
                  max_batch: int = 256,
                  max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> None:
         self._on_chunk = on_chunk
         self._policy_version = policy_version
+        self._credit = credit
         self.max_batch = max_batch
         self._seen = SeenStore(state_dir)
         self._actors: dict[str, ActorInfo] = {}
@@ -112,11 +116,13 @@ class ExperienceReceiver:
                 self._link.stats["unexpected"] += 1
                 log.debug("ignoring %s message on the experience socket", msg_type)
         self._seen.save()  # before acking: see the module docstring
+        credit = self._credit() if acks or replies else None
+        extra = {} if credit is None else {"credit": int(credit)}
         for identity, seq in acks:
-            self._link.send(identity, "ack", {"seq": seq})
+            self._link.send(identity, "ack", {"seq": seq, **extra})
         for identity, actor_id in replies:
             self._link.send(identity, "heartbeat", {"policy_version": self._policy_version(),
-                                                    "next_seq": self._seen.next_seq(actor_id)})
+                                                    "next_seq": self._seen.next_seq(actor_id), **extra})
         return delivered
 
     def _touch(self, actor_id: str, payload: dict[str, Any]) -> ActorInfo:

@@ -47,6 +47,10 @@ class ExperienceSender:
         # set by the caller when it loads a new policy; reported in heartbeats
         self.policy_version = 0
         self.learner_policy_version = 0
+        # env steps the learner still wants (from its last ack/heartbeat, minus steps sent since); None = no pacing
+        self.credit: int | None = None
+        self._unacked_steps: dict[int, int] = {}  # seq -> steps, for chunks sent by this process
+        self._steps_in_flight = 0
         self._sent_at: dict[int, float] = {}  # seq -> last send time, for unacked chunks on the wire
         self._rate: collections.deque[tuple[float, int]] = collections.deque()
         self._last_heartbeat = -float("inf")
@@ -84,7 +88,12 @@ class ExperienceSender:
                              "send fewer steps per chunk or raise transport.max_message_bytes on both sides")
         self.spool.write(seq, episode_id, chunk)
         now = time.monotonic()
-        self._rate.append((now, chunk_steps({"data": chunk})))
+        steps = chunk_steps({"data": chunk})
+        self._unacked_steps[seq] = steps
+        self._steps_in_flight += steps
+        if self.credit is not None:
+            self.credit -= steps
+        self._rate.append((now, steps))
         while self._rate and now - self._rate[0][0] > self.rate_window_s:
             self._rate.popleft()
         if self._in_flight(now) < self.max_in_flight and self._link.send_frames(frames):
@@ -102,8 +111,11 @@ class ExperienceSender:
             if msg_type == "ack":
                 self._sent_at.pop(payload["seq"], None)
                 acked += self.spool.remove(payload["seq"])
+                self._steps_in_flight -= self._unacked_steps.pop(payload["seq"], 0)
+                self._take_credit(payload)
             elif msg_type == "heartbeat":
                 self.learner_policy_version = payload["policy_version"]
+                self._take_credit(payload)
                 if "next_seq" in payload:
                     self.spool.skip_to(payload["next_seq"])
             else:
@@ -113,6 +125,16 @@ class ExperienceSender:
             self._send_heartbeat(now)
         self._resend(now)
         return acked
+
+    @property
+    def should_wait(self) -> bool:
+        """True while a reachable learner that paces actors has no credit left: the actor should not step."""
+        return self.credit is not None and self.credit <= 0 and self.learner_alive
+
+    def _take_credit(self, payload: dict) -> None:
+        if "credit" in payload:
+            # the learner's figure does not count chunks still on the wire to it
+            self.credit = payload["credit"] - self._steps_in_flight
 
     def _in_flight(self, now: float) -> int:
         return sum(1 for t in self._sent_at.values() if now - t < self.resend_timeout_s)

@@ -12,7 +12,7 @@ import json
 import logging
 from pathlib import Path
 
-from daydream.transport.atomic import atomic_write_bytes
+from daydream.atomic import atomic_write_bytes
 
 log = logging.getLogger(__name__)
 

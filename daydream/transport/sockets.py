@@ -97,8 +97,10 @@ class RouterEnd:
         while self._monitor.poll(0):
             event = parse_monitor_message(self._monitor.recv_multipart())
             self.stats["auth_failures"] += 1
-            log.warning("learner socket %s: rejected a connection during the CURVE handshake (event %s); "
-                        "is the actor's public key in allowed_clients_dir?", self.endpoint, event["event"])
+            n = self.stats["auth_failures"]
+            if n <= 3 or n % 100 == 0:  # a rejected peer retries every few hundred ms
+                log.warning("learner socket %s: rejected a connection during the CURVE handshake (event %s, #%d); "
+                            "is the actor's public key in allowed_clients_dir?", self.endpoint, event["event"], n)
 
     def close(self) -> None:
         if self._monitor is not None:
@@ -132,9 +134,11 @@ class DealerEnd:
         self.socket.reconnect_ivl = 100
         self.socket.reconnect_ivl_max = 2000
         self.socket.maxmsgsize = 2 * max_message_bytes
+        self._monitor = None
         try:
             if curve is not None:
                 secure_client(self.socket, curve)
+                self._monitor = self.socket.get_monitor_socket(_AUTH_EVENTS)
             self.socket.connect(endpoint)
         except Exception:
             self.close()
@@ -155,6 +159,7 @@ class DealerEnd:
 
     def recv(self, timeout_ms: int = 0, max_messages: int = 1000) -> list[tuple[str, dict[str, Any]]]:
         out: list[tuple[str, dict[str, Any]]] = []
+        self._drain_monitor()
         if timeout_ms and not self.socket.poll(timeout_ms, zmq.POLLIN):
             return out
         for _ in range(max_messages):
@@ -173,6 +178,22 @@ class DealerEnd:
     def heard_within(self, seconds: float) -> bool:
         return self.last_heard is not None and time.monotonic() - self.last_heard <= seconds
 
+    def _drain_monitor(self) -> None:
+        if self._monitor is None:
+            return
+        while self._monitor.poll(0):
+            event = parse_monitor_message(self._monitor.recv_multipart())
+            self.stats["auth_failures"] += 1
+            n = self.stats["auth_failures"]
+            if n <= 3 or n % 100 == 0:
+                log.warning("actor socket to %s: CURVE handshake failed (event %s, #%d); nothing is accepted from "
+                            "this peer. Is the configured learner.key the learner's public key, and this actor's key "
+                            "in the learner's allowed/ folder?", self.endpoint, event["event"], n)
+
     def close(self) -> None:
+        if self._monitor is not None:
+            self.socket.disable_monitor()
+            self._monitor.close(linger=0)
+            self._monitor = None
         self.socket.close(linger=0)
         self._context.term()

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from daydream.transport.atomic import atomic_write, atomic_write_bytes, remove_temp_files
+from daydream.atomic import atomic_write, atomic_write_bytes, remove_temp_files
 from daydream.transport.codec import ACTOR_ID_RE, check_dtype
 
 log = logging.getLogger(__name__)

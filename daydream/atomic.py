@@ -1,4 +1,5 @@
-"""Crash-safe file writes: temp file in the same directory, fsync, rename, fsync the directory."""
+"""Crash-safe file writes, shared by replay chunks, the actor spool, checkpoints and policies:
+temp file `.<name>.tmp` in the same directory, fsync, rename, fsync the directory."""
 
 from __future__ import annotations
 
@@ -16,18 +17,27 @@ def fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
+def temp_path(path: Path) -> Path:
+    """Where `atomic_write` stages `path` (hidden, same directory, so the rename is atomic)."""
+    return path.with_name(f".{path.name}.tmp")
+
+
 def atomic_write(path: Path, write: Callable[[BinaryIO], None], durable: bool = True) -> None:
     """Write `path` so readers see either the old or the complete new content.
 
     `durable=False` skips the fsyncs: still atomic against a process crash, not against power loss.
     """
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as f:
-        write(f)
-        f.flush()
-        if durable:
-            os.fsync(f.fileno())
-    os.replace(tmp, path)
+    tmp = temp_path(path)
+    try:
+        with open(tmp, "wb") as f:
+            write(f)
+            f.flush()
+            if durable:
+                os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     if durable:
         fsync_dir(path.parent)
 

@@ -1,0 +1,62 @@
+"""The policies an actor runs, behind one small interface: the exported ONNX graph on
+onnxruntime (what robots run) or the torch agent loaded with the same weights.
+
+Each keeps its recurrent state between calls to `act`; a newly received policy takes
+over the state of the one it replaces (`take_state`), so swapping policies between two
+control steps does not reset the RSSM filter mid-episode.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal, Protocol
+
+import numpy as np
+
+from daydream.runtime.evaluate import batch_obs
+
+
+class ActingPolicy(Protocol):
+    version: int
+
+    def act(self, obs: dict[str, np.ndarray], mode: Literal["explore", "eval"] = "explore") -> np.ndarray:
+        """One control step: the action for one (unbatched) observation."""
+
+    def take_state(self, other: "ActingPolicy") -> None:
+        """Continue from `other`'s recurrent state."""
+
+
+class OnnxActing:
+    def __init__(self, onnx_bytes: bytes, threads: int = 1, seed: int | None = None) -> None:
+        from daydream.export.onnx_policy import OnnxPolicy
+
+        self.policy = OnnxPolicy(onnx_bytes, threads=threads, seed=seed)
+        self.version = self.policy.version
+        self.state: Any = None
+
+    def act(self, obs: dict[str, np.ndarray], mode: Literal["explore", "eval"] = "explore") -> np.ndarray:
+        action, self.state = self.policy.policy(batch_obs(obs), self.state, mode=mode)
+        return action[0]
+
+    def take_state(self, other: ActingPolicy) -> None:
+        if isinstance(other, OnnxActing) and other.policy.spec.deter == self.policy.spec.deter:
+            self.state = other.state
+
+
+class TorchActing:
+    """The torch agent (built once per actor from the config) with a version of acting weights loaded."""
+
+    def __init__(self, agent: Any, weights: dict[str, np.ndarray], version: int) -> None:
+        from daydream.export.weights import load_acting_weights
+
+        load_acting_weights(agent, weights)
+        self.agent = agent
+        self.version = version
+        self.state: Any = None
+
+    def act(self, obs: dict[str, np.ndarray], mode: Literal["explore", "eval"] = "explore") -> np.ndarray:
+        action, self.state = self.agent.policy(batch_obs(obs), self.state, mode=mode)
+        return action[0]
+
+    def take_state(self, other: ActingPolicy) -> None:
+        if isinstance(other, TorchActing):
+            self.state = other.state

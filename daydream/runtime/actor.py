@@ -1,0 +1,268 @@
+"""An actor (`daydream actor`): runs an env with the newest policy and streams experience.
+
+Every step is recorded as the learner's replay expects (`{**obs, action, reward}`,
+the action being the one that led to `obs`); every `transport.chunk_length` steps the
+chunk goes to `ExperienceSender`, which spools it durably before sending and resends
+until acked. Until the first policy arrives the actor takes uniformly random actions
+(the prefill). New policies are verified by `PolicyClient`, cached on disk and swapped
+in between two steps, keeping the recurrent state. On shutdown (Ctrl-C, SIGTERM, or
+`steps` reached) the partial chunk is spooled too and the actor waits up to
+`transport.drain_timeout_s` for acks; whatever is still unacked is resent on the next start.
+
+Actor folder `<logdir>/actors/<actor_id>/`: `spool/`, `policy/` (last policy received),
+`status.json` (counters; `steps_spooled` is the number of steps this actor has ever
+handed to the spool, which is what the learner's replay must end up holding).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import socket
+import threading
+import time
+import zlib
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from daydream.config import Config
+from daydream.envs import make_env
+from daydream.runtime.acting import ActingPolicy, OnnxActing, TorchActing
+from daydream.runtime.policy_store import PolicyStore
+from daydream.runtime.status import STATUS_NAME, StatusFile, read_status
+from daydream.runtime.train import random_action, zero_action
+from daydream.transport import ExperienceSender, PolicyClient
+from daydream.transport.codec import ACTOR_ID_RE
+from daydream.transport.endpoints import check_endpoint, policy_endpoint
+from daydream.transport.keys import LEARNER_KEY_NAME, client_keys_from_dir
+from daydream.transport.policy import PolicyUpdate
+
+log = logging.getLogger(__name__)
+
+
+def default_actor_id() -> str:
+    return re.sub(r"[^A-Za-z0-9_.\-]", "-", socket.gethostname())[:64] or "actor"
+
+
+def check_actor_id(actor_id: str) -> str:
+    if not ACTOR_ID_RE.fullmatch(actor_id) or actor_id == LEARNER_KEY_NAME:
+        raise ValueError(f"transport.actor_id {actor_id!r} must be 1-64 chars of [A-Za-z0-9_.-] and not "
+                         f"'{LEARNER_KEY_NAME}'; it names the actor's spool, keys and replay stream")
+    return actor_id
+
+
+class ChunkBuilder:
+    """Collects step records and cuts them into [N, ...] chunks."""
+
+    def __init__(self, length: int) -> None:
+        if length <= 0:
+            raise ValueError(f"transport.chunk_length must be positive, got {length}")
+        self.length = length
+        self.rows: list[dict[str, np.ndarray]] = []
+
+    def add(self, row: dict[str, Any]) -> dict[str, np.ndarray] | None:
+        self.rows.append({k: np.asarray(v) for k, v in row.items()})
+        return self.take() if len(self.rows) >= self.length else None
+
+    def take(self) -> dict[str, np.ndarray] | None:
+        if not self.rows:
+            return None
+        rows, self.rows = self.rows, []
+        return {k: np.stack([r[k] for r in rows]) for k in rows[0]}
+
+
+class Actor:
+    def __init__(self, config: Config, learner: str | None = None, policy: str | None = None,
+                 max_steps: int = 0) -> None:
+        tc = config.transport
+        self.config = config
+        self.actor_id = check_actor_id(tc.actor_id or default_actor_id())
+        self.endpoint = check_endpoint(learner or tc.learner, "--learner / transport.learner")
+        self.format = policy or tc.policy
+        if self.format not in ("onnx", "torch"):
+            raise ValueError(f"policy must be onnx or torch, got {self.format!r}")
+        self.max_steps = max_steps
+        self.dir = Path(config.logdir) / "actors" / self.actor_id
+        self.dir.mkdir(parents=True, exist_ok=True)
+        # a stable per-actor seed: actors with the same config explore differently
+        seed = config.seed + zlib.crc32(self.actor_id.encode()) % 100_000
+        self.rng = np.random.default_rng(seed)
+        self.env = make_env(config.env, seed=seed)
+        self._seed = seed
+        self._agent = None
+        if self.format == "torch":
+            from daydream.agent import Agent
+
+            self._agent = Agent(config, self.env.observation_space, self.env.action_space)
+        self.store = PolicyStore(self.dir / "policy")
+        self.policy: ActingPolicy | None = None
+        cached = self.store.load()
+        if cached is not None:
+            try:
+                self.policy = self._make_policy(cached)
+                log.info("actor %s starts with its cached policy version %d", self.actor_id, cached.version)
+            except ValueError as exc:
+                log.warning("cached policy in %s is unusable (%s); waiting for the learner's", self.store.directory, exc)
+        curve = client_keys_from_dir(tc.curve.keys_dir, self.actor_id) if tc.curve.enabled else None
+        self.sender = ExperienceSender(self.endpoint, self.actor_id, self.dir / "spool", curve=curve,
+                                       max_in_flight=tc.max_in_flight, resend_timeout_s=tc.resend_timeout_s,
+                                       heartbeat_interval_s=tc.heartbeat_interval_s,
+                                       learner_timeout_s=tc.learner_timeout_s, max_message_bytes=tc.max_message_bytes)
+        self.client = PolicyClient(policy_endpoint(self.endpoint), self.actor_id,
+                                   have_version=self.policy.version if self.policy else 0, format=self.format,
+                                   curve=curve, request_interval_s=tc.policy_request_interval_s,
+                                   learner_timeout_s=tc.learner_timeout_s, max_message_bytes=tc.max_message_bytes)
+        self.sender.policy_version = self.policy.version if self.policy else 0
+        self.chunks = ChunkBuilder(tc.chunk_length)
+        self.status = StatusFile(self.dir / STATUS_NAME, tc.status_every_s)
+        self.counters = self._load_counters()
+        self.loaded_at: dict[str, float] = {}
+        self.rejected_policies = 0
+
+    # -- bookkeeping ---------------------------------------------------------------------
+
+    def _load_counters(self) -> dict[str, int]:
+        """Lifetime counters from the last status, plus chunks spooled after it was written."""
+        old = read_status(self.dir / STATUS_NAME)
+        counters = {"steps_spooled": int(old.get("steps_spooled", 0)), "last_seq": int(old.get("last_seq", -1)),
+                    "episodes": int(old.get("episodes", 0))}
+        # a crash between spooling a chunk and the next status write: the chunk is still in the spool
+        # (nothing is acked before the next poll), so count it from there
+        for seq in self.sender.spool.seqs():
+            if seq > counters["last_seq"]:
+                _, chunk = self.sender.spool.load(seq)
+                counters["steps_spooled"] += len(next(iter(chunk.values())))
+                counters["last_seq"] = seq
+        return counters
+
+    def _spool(self, chunk: dict[str, np.ndarray] | None, episode_id: int) -> None:
+        if chunk is None:
+            return
+        seq = self.sender.send(chunk, episode_id)
+        self.counters["steps_spooled"] += len(chunk["reward"])
+        self.counters["last_seq"] = seq
+        self.write_status()  # right after the spool write, so the lifetime count stays exact across a crash
+
+    def write_status(self) -> None:
+        self.status.write({
+            "role": "actor", "actor_id": self.actor_id, **self.counters,
+            "policy_version": self.policy.version if self.policy else 0,
+            "policy_loaded_at": self.loaded_at, "policies_rejected": self.rejected_policies,
+            "pending_chunks": self.sender.pending, "learner_alive": self.sender.learner_alive,
+            "steps_per_s": self.sender.steps_per_s,
+            "experience": self.sender.stats, "policy_link": self.client.stats,
+        })
+
+    # -- policies ------------------------------------------------------------------------
+
+    def _make_policy(self, update: PolicyUpdate) -> ActingPolicy:
+        if self.format == "onnx":
+            if update.onnx is None:
+                raise ValueError("no ONNX graph in this policy")
+            return OnnxActing(update.onnx, threads=self.config.transport.policy_threads, seed=self._seed)
+        if update.weights is None:
+            raise ValueError("no torch weights in this policy")
+        return TorchActing(self._agent, update.weights, update.version)
+
+    def _poll_policy(self) -> None:
+        update = self.client.poll()
+        if update is None:
+            return
+        try:
+            new = self._make_policy(update)
+        except Exception as exc:  # a verified but unusable policy (wrong spec) must not stop the robot
+            self.rejected_policies += 1
+            log.error("actor %s: policy version %d is unusable, keeping version %s: %s", self.actor_id,
+                      update.version, self.policy.version if self.policy else "none (random actions)", exc)
+            return
+        if self.policy is not None:
+            new.take_state(self.policy)
+        self.policy = new
+        self.sender.policy_version = new.version
+        self.loaded_at[str(new.version)] = time.time()
+        self.store.save(update, {"received_at": time.time()})
+        log.info("actor %s now acts with policy version %d", self.actor_id, new.version)
+
+    # -- the loop ------------------------------------------------------------------------
+
+    def run(self, stop: threading.Event | None = None) -> dict[str, int]:
+        """Act until `max_steps` env steps (0 = until stopped), then spool the rest and drain."""
+        obs, _ = self.env.reset(seed=self._seed + self.counters["episodes"])
+        episode_id = time.time_ns()
+        action, reward = zero_action(self.env.action_space), 0.0
+        episode_return, steps = 0.0, 0
+        log.info("actor %s streaming to %s (policy %s)", self.actor_id, self.endpoint, self.format)
+        if self.config.transport.pace_actors:
+            self._wait_for_learner(stop)
+        try:
+            while (stop is None or not stop.is_set()) and not (self.max_steps and steps >= self.max_steps):
+                self._spool(self.chunks.add({**obs, "action": action, "reward": np.float32(reward)}), episode_id)
+                self.sender.poll()
+                if obs["is_last"]:
+                    self.counters["episodes"] += 1
+                    log.info("actor %s episode %d: return %.1f", self.actor_id, self.counters["episodes"],
+                             episode_return)
+                    obs, _ = self.env.reset()
+                    episode_id = time.time_ns()
+                    action, reward, episode_return = zero_action(self.env.action_space), 0.0, 0.0
+                    continue
+                self._poll_policy()
+                if self.sender.should_wait:
+                    log.debug("actor %s: ahead of the train ratio (credit %s), waiting", self.actor_id,
+                              self.sender.credit)
+                while self.sender.should_wait and (stop is None or not stop.is_set()):
+                    # ahead of the learner's train ratio: hold the step (a sim pauses; see transport.pace_actors)
+                    time.sleep(0.02)
+                    self.sender.poll()
+                    self._poll_policy()
+                    if self.status.due():
+                        self.write_status()
+                if self.policy is None:
+                    action = random_action(self.env.action_space, self.rng)
+                else:
+                    action = self.policy.act(obs)
+                obs, reward, _, _, _ = self.env.step(action)
+                episode_return += float(reward)
+                steps += 1
+                if self.status.due():
+                    self.write_status()
+        finally:
+            self._spool(self.chunks.take(), episode_id)
+            self.drain()
+        return dict(self.counters)
+
+    def _wait_for_learner(self, stop: threading.Event | None) -> None:
+        """With pacing on, the first step waits for the learner's first credit (later outages do not stop acting)."""
+        if self.sender.credit is None:
+            log.info("actor %s waiting for the learner at %s (transport.pace_actors)", self.actor_id, self.endpoint)
+        while self.sender.credit is None and (stop is None or not stop.is_set()):
+            self.sender.poll()
+            self._poll_policy()
+            time.sleep(0.01)
+
+    def drain(self) -> None:
+        """Wait up to drain_timeout_s for the learner to ack what is spooled."""
+        deadline = time.monotonic() + self.config.transport.drain_timeout_s
+        while self.sender.pending and time.monotonic() < deadline:
+            self.sender.poll()
+            time.sleep(0.01)
+        if self.sender.pending:
+            log.warning("actor %s: %d chunks not yet acked stay in %s and are resent on the next start",
+                        self.actor_id, self.sender.pending, self.sender.spool.directory)
+        self.write_status()
+
+    def close(self) -> None:
+        self.sender.close()
+        self.client.close()
+        self.env.close()
+
+
+def run_actor(config: Config, learner: str | None = None, policy: str | None = None, max_steps: int = 0) -> dict[str, int]:
+    actor = Actor(config, learner, policy, max_steps)
+    try:
+        return actor.run()
+    finally:
+        actor.close()
+

@@ -1,0 +1,282 @@
+"""The asynchronous learner (`daydream learner`): trains on experience streamed by actors.
+
+A network thread (`LearnerLink`) writes every incoming chunk durably to replay before
+acking it, and serves policies; this thread trains at `train.train_ratio` replayed
+steps per received step, exports the acting graph to ONNX and publishes it every
+`transport.publish_every` updates, checkpoints every `train.checkpoint_every` received
+steps, and stops at `train.steps` received steps (or Ctrl-C / SIGTERM, after a
+checkpoint).
+
+Logdir: `config.yaml`, `checkpoint.pt`, `replay/` (one stream per actor), `link/`
+(the seen-set that drops duplicate chunks), `policy/` (the newest published policy),
+`metrics.jsonl`, `tb/` and `status.json`.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections import deque
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+from daydream.agent import Agent
+from daydream.config import Config, save_config_yaml
+from daydream.envs import make_env
+from daydream.export.onnx_export import export_onnx
+from daydream.export.weights import acting_weights
+from daydream.replay import Replay
+from daydream.runtime.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
+from daydream.runtime.learner_link import LearnerLink
+from daydream.runtime.metrics import MetricsWriter
+from daydream.runtime.policy_store import PolicyStore
+from daydream.runtime.status import STATUS_NAME, StatusFile
+from daydream.runtime.train import _progress, check_train_config, seed_everything
+from daydream.runtime.train_ratio import TrainRatio
+from daydream.transport.policy import PolicyUpdate
+
+log = logging.getLogger(__name__)
+
+
+def chunk_spec(obs_space: gym.spaces.Dict, act_space: gym.Space) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
+    """Per-step shape and dtype of every array in an experience chunk for these spaces."""
+    spec = {k: (tuple(s.shape), np.dtype(s.dtype)) for k, s in obs_space.spaces.items()}
+    action_dim = int(act_space.n) if isinstance(act_space, gym.spaces.Discrete) else int(act_space.shape[0])
+    spec["action"] = ((action_dim,), np.dtype(np.float32))
+    spec["reward"] = ((), np.dtype(np.float32))
+    return spec
+
+
+def check_chunk(chunk: dict[str, np.ndarray], spec: dict[str, tuple[tuple[int, ...], np.dtype]], who: str) -> int:
+    """Raise ValueError naming what differs if `chunk` does not fit `spec`; returns its length."""
+    if set(chunk) != set(spec):
+        raise ValueError(f"chunk from {who} has keys {sorted(chunk)}, this learner's env gives {sorted(spec)}; "
+                         "actor and learner must run the same env config")
+    length = None
+    for key, (shape, dtype) in spec.items():
+        arr = chunk[key]
+        if tuple(arr.shape[1:]) != shape or arr.dtype != dtype:
+            raise ValueError(f"chunk from {who}: '{key}' is {arr.dtype}{tuple(arr.shape[1:])} per step, expected "
+                             f"{dtype}{shape}; actor and learner must run the same env config")
+        length = arr.shape[0] if length is None else length
+    return int(length or 0)
+
+
+class Learner:
+    def __init__(self, config: Config, resume: bool = False) -> None:
+        check_train_config(config)
+        if config.transport.publish_every <= 0:
+            raise ValueError(f"transport.publish_every must be positive, got {config.transport.publish_every}")
+        self.config = config
+        self.logdir = Path(config.logdir)
+        ckpt = self.logdir / CHECKPOINT_NAME
+        if ckpt.exists() and not resume:
+            raise FileExistsError(f"{self.logdir} already holds a run; pass --resume to continue it or choose another logdir")
+        self.logdir.mkdir(parents=True, exist_ok=True)
+        save_config_yaml(config, self.logdir / "config.yaml")
+        if config.threads:
+            import torch
+
+            torch.set_num_threads(config.threads)
+        seed_everything(config.seed)
+        env = make_env(config.env, seed=config.seed)  # only for the spaces: the learner never steps an env
+        self.obs_space, self.act_space = env.observation_space, env.action_space
+        env.close()
+        self.spec = chunk_spec(self.obs_space, self.act_space)
+        self.agent = Agent(config, self.obs_space, self.act_space)
+        r = config.replay
+        self.replay = Replay(r.directory or self.logdir / "replay", r.capacity, r.chunk_size, r.batch_size,
+                             r.batch_length, seed=config.seed, max_open_files=r.max_open_files)
+        self.ratio = TrainRatio(config.train.train_ratio, r.batch_size * r.batch_length, config.train.prefill)
+        self.metrics = MetricsWriter(self.logdir)
+        self.status = StatusFile(self.logdir / STATUS_NAME, config.transport.status_every_s)
+        self.store = PolicyStore(self.logdir / "policy")
+        received = 0
+        if resume and ckpt.exists():
+            payload = load_checkpoint(ckpt)
+            self.agent.load_state_dict(payload["agent"])
+            received = int(payload.get("received_steps", 0))
+        # chunks written after the last checkpoint are in replay but not in its counter
+        self._base_received = max(received, len(self.replay))
+        self._new_received = 0  # written only by the link thread
+        self._episodes: queue.Queue[tuple[str, float, int]] = queue.Queue()
+        self._open_returns: dict[str, tuple[float, int]] = {}
+        self._published_at: dict[int, float] = {}
+        self.policy_version = self.store.version()
+        initial = self.store.load()
+        if initial is not None:
+            log.info("serving the stored policy version %d from %s until the next export", initial.version,
+                     self.store.directory)
+        self.link = LearnerLink(config.transport, self._on_chunk, self.logdir / "link",
+                                (initial.onnx, initial.version, initial.weights) if initial and initial.onnx else None,
+                                credit=self.credit if config.transport.pace_actors else lambda: None)
+        self._dataset = None
+        if resume:
+            log.info("resumed %s: %d steps received, update %d, policy version %d", self.logdir,
+                     self._base_received, self.agent.updates, self.policy_version)
+
+    @property
+    def received_steps(self) -> int:
+        return self._base_received + self._new_received
+
+    # -- link thread -------------------------------------------------------------------
+
+    def credit(self) -> int:
+        """Env steps wanted before the next update is due, plus slack: actors wait once it is used up."""
+        r = self.ratio
+        due = r.start + (self.agent.updates + 1) * r.batch_steps / r.ratio
+        return int(due + self.config.transport.pace_slack_steps - self.received_steps)
+
+    def _on_chunk(self, actor_id: str, seq: int, episode_id: int, chunk: dict[str, np.ndarray]) -> None:
+        length = check_chunk(chunk, self.spec, f"actor {actor_id}")
+        self.replay.add_chunk(chunk, stream=actor_id, name=f"{actor_id}-{seq}")
+        self._new_received += length
+        total, steps = self._open_returns.get(actor_id, (0.0, 0))
+        for first, last, reward in zip(chunk["is_first"], chunk["is_last"], chunk["reward"]):
+            if first:
+                total, steps = 0.0, 0
+            total, steps = total + float(reward), steps + 1
+            if last:
+                self._episodes.put((actor_id, total, steps - 1))
+        self._open_returns[actor_id] = (total, steps)
+
+    # -- training thread ---------------------------------------------------------------
+
+    def batches(self):
+        if self._dataset is None:
+            self._dataset = iter(self.replay.dataset(self.config.replay.prefetch))
+        return self._dataset
+
+    def publish(self) -> int:
+        """Export the current actor, store it and serve it under the next version."""
+        version = self.policy_version + 1
+        onnx = export_onnx(self.agent, version=version)
+        weights = acting_weights(self.agent)
+        update = PolicyUpdate(version, "", onnx, weights)
+        self.store.save(update, {"updates": self.agent.updates, "received_steps": self.received_steps,
+                                 "published_at": time.time()})
+        self.link.publish(onnx, version, weights)
+        self.policy_version = version
+        self._published_at[version] = time.time()
+        while len(self._published_at) > 20:
+            self._published_at.pop(min(self._published_at))
+        return version
+
+    def save(self) -> None:
+        self.replay.flush()
+        save_checkpoint(self.logdir / CHECKPOINT_NAME, {
+            "agent": self.agent.state_dict(),
+            "received_steps": self.received_steps,
+            "policy_version": self.policy_version,
+            "config": self.config.to_dict(),
+        })
+
+    def run(self, stop: threading.Event | None = None) -> dict[str, float]:
+        """Train until `train.steps` steps are received (0 = until stopped); returns the last train metrics."""
+        cfg, tc = self.config.train, self.config.transport
+        self.link.start()
+        log.info("learner listening for experience on %s and serving policies on %s", self.link.experience_endpoint,
+                 self.link.policy_endpoint)
+        progress = _progress(cfg.steps, self.received_steps, cfg.progress)
+        shown = self.received_steps
+        last_publish = self.agent.updates if self.policy_version else -tc.publish_every
+        last = {"log": self.received_steps, "ckpt": self.received_steps}
+        tick, tick_steps, tick_updates = time.time(), self.received_steps, self.agent.updates
+        recent: deque[float] = deque(maxlen=10)
+        sums: dict[str, float] = {}
+        count = 0
+        means: dict[str, float] = {}
+        try:
+            while stop is None or not stop.is_set():
+                if self.link.error is not None:
+                    raise RuntimeError(f"the learner's network thread failed: {self.link.error}") from self.link.error
+                received = self.received_steps
+                progress.update(received - shown)
+                shown = received
+                self._write_episodes(recent)
+                if cfg.steps and received >= cfg.steps:
+                    break
+                if self.ratio.owed(received, self.agent.updates) > 0:
+                    for k, v in self.agent.train(next(self.batches())).items():
+                        sums[k] = sums.get(k, 0.0) + float(v)
+                    count += 1
+                    if self.agent.updates - last_publish >= tc.publish_every:
+                        last_publish = self.agent.updates
+                        self.publish()
+                else:
+                    time.sleep(0.01)  # waiting for experience; the link thread keeps acking meanwhile
+                if received - last["log"] >= cfg.log_every:
+                    last["log"] = received
+                    now = time.time()
+                    dt = max(now - tick, 1e-9)
+                    rates = {"received_steps_per_s": (received - tick_steps) / dt,
+                             "updates_per_s": (self.agent.updates - tick_updates) / dt,
+                             "updates": self.agent.updates, "replay_steps": len(self.replay),
+                             "policy_version": self.policy_version, "actors": len(self.link.snapshot["actors"])}
+                    tick, tick_steps, tick_updates = now, received, self.agent.updates
+                    means = {k: v / count for k, v in sums.items()} if count else {}
+                    sums, count = {}, 0
+                    self.metrics.write("train", received, {**means, **rates})
+                    postfix = {"actors": rates["actors"], "upd": self.agent.updates, "policy": self.policy_version}
+                    if recent:
+                        postfix["return"] = f"{np.mean(recent):.1f}"
+                    progress.set_postfix(postfix)
+                if received - last["ckpt"] >= cfg.checkpoint_every:
+                    last["ckpt"] = received
+                    self.save()
+                if self.status.due():
+                    self.write_status()
+        except KeyboardInterrupt:
+            log.warning("interrupted at %d received steps; saving a checkpoint", self.received_steps)
+            raise
+        finally:
+            progress.close()
+            self.link.stop()
+            self._write_episodes(recent)
+            self.save()
+            self.write_status()
+            self.metrics.flush()
+        return means
+
+    def _write_episodes(self, recent: deque[float]) -> None:
+        while True:
+            try:
+                actor_id, total, length = self._episodes.get_nowait()
+            except queue.Empty:
+                return
+            recent.append(total)
+            self.metrics.write("episode", self.received_steps, {"return": total, "length": length})
+            log.debug("episode of %s: return %.1f over %d steps", actor_id, total, length)
+
+    def write_status(self) -> None:
+        snapshot = self.link.snapshot
+        self.status.write({
+            "role": "learner",
+            "received_steps": self.received_steps,
+            "replay_steps": len(self.replay),
+            "updates": self.agent.updates,
+            "policy_version": self.policy_version,
+            "published_at": {str(k): v for k, v in self._published_at.items()},
+            "experience": snapshot["experience"],
+            "policy": snapshot["policy"],
+            "actors": snapshot["actors"],
+            "client_versions": snapshot.get("client_versions", {}),
+        })
+
+    def close(self) -> None:
+        self.link.stop()
+        self.replay.close()
+        self.metrics.close()
+
+
+def run_learner(config: Config, resume: bool = False) -> dict[str, Any]:
+    learner = Learner(config, resume=resume)
+    try:
+        return learner.run()
+    finally:
+        learner.close()
