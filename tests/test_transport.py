@@ -330,6 +330,55 @@ def test_policy_with_wrong_sha256_is_rejected(tmp_path):
         ctx.term()
 
 
+def test_torch_format_policies_carry_verified_weights(tmp_path):
+    from daydream.transport.policy import weights_digest
+
+    weights = {"wm.encoder.w": np.arange(6, dtype=np.float32).reshape(2, 3), "behavior.actor.b": np.ones(3, np.float32)}
+    with PolicyServer(ANY_PORT) as server, \
+            PolicyClient(server.endpoint, "torchy", format="torch", request_interval_s=0.02) as torchy, \
+            PolicyClient(server.endpoint, "onnxy", request_interval_s=0.02) as onnxy:
+        got: dict[str, list] = {"torchy": [], "onnxy": []}
+
+        def poll_both():
+            for name, client in (("torchy", torchy), ("onnxy", onnxy)):
+                update = client.poll()
+                if update is not None:
+                    got[name].append(update)
+
+        server.publish(b"graph-v1", version=1)  # no weights: torch actors get none, and the server counts it
+        assert pump(lambda: got["onnxy"] and server.stats.get("format_unavailable", 0) >= 1,
+                    lambda: server.poll(5), poll_both)
+        assert got["torchy"] == []
+        server.publish(b"graph-v2", version=2, weights=weights)
+        assert pump(lambda: got["torchy"] and len(got["onnxy"]) == 2, lambda: server.poll(5), poll_both)
+        update = got["torchy"][0]
+        assert update.version == 2 and update.onnx is None and update.sha256 == weights_digest(weights)
+        assert all(np.array_equal(update.weights[k], v) for k, v in weights.items())
+        assert got["onnxy"][1].onnx == b"graph-v2" and got["onnxy"][1].weights is None
+    with pytest.raises(ValueError, match="format"):
+        PolicyClient("tcp://127.0.0.1:1", "x", format="pickle")
+
+
+def test_credit_rides_on_acks_and_heartbeats(tmp_path):
+    credit = {"value": 40}
+    with ExperienceReceiver(ANY_PORT, lambda *a: None, tmp_path / "state", credit=lambda: credit["value"]) as receiver, \
+            ExperienceSender(receiver.endpoint, "a0", tmp_path / "spool", heartbeat_interval_s=0.05) as sender:
+        assert pump(lambda: sender.credit == 40, lambda: receiver.poll(5), sender.poll)  # from the hello's answer
+        assert not sender.should_wait
+        credit["value"] = 8
+        sender.send(make_chunk(steps=4), episode_id=1)
+        assert sender.credit == 36  # counted down locally at once
+        assert pump(lambda: sender.pending == 0, lambda: receiver.poll(5), sender.poll)
+        assert pump(lambda: sender.credit == 8, lambda: receiver.poll(5), sender.poll)
+        credit["value"] = 0
+        assert pump(lambda: sender.should_wait, lambda: receiver.poll(5), sender.poll)
+    # no pacing learner: credit stays None and the actor never waits
+    with ExperienceReceiver(ANY_PORT, lambda *a: None, tmp_path / "state2") as receiver, \
+            ExperienceSender(receiver.endpoint, "a1", tmp_path / "spool2") as sender:
+        assert pump(lambda: sender.learner_alive, lambda: receiver.poll(5), sender.poll)
+        assert sender.credit is None and not sender.should_wait
+
+
 # ---------------------------------------------------------------- heartbeats
 
 def test_heartbeats_populate_actors_with_rate_and_lag(tmp_path):
