@@ -122,13 +122,21 @@ class LocalRun:
         actor.start()
 
     def stop(self) -> None:
+        """Actors first, then the learner; a second Ctrl-C kills whatever is still running."""
         drain = self.config.transport.drain_timeout_s
-        for actor in self.actors:
-            actor.signal(signal.SIGINT)
-        for actor in self.actors:
-            actor.wait(drain + 30)
-        self.learner.signal(signal.SIGINT)
-        self.learner.wait(120)
+        try:
+            for actor in self.actors:
+                actor.signal(signal.SIGINT)
+            for actor in self.actors:
+                actor.wait(drain + 30)
+            self.learner.signal(signal.SIGINT)
+            self.learner.wait(120)
+        except KeyboardInterrupt:
+            log.warning("second interrupt: killing the learner and actors (unacked chunks stay in the actors' spools)")
+            for child in (*self.actors, self.learner):
+                child.signal(signal.SIGKILL)
+                if child.process is not None:
+                    child.process.wait()
 
 
 def _tail(path: Path | None, lines: int = 15) -> str:

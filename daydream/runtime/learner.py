@@ -106,7 +106,8 @@ class Learner:
         self._new_received = 0  # written only by the link thread
         self._episodes: queue.Queue[tuple[str, float, int]] = queue.Queue()
         self._open_returns: dict[str, tuple[float, int]] = {}
-        self._published_at: dict[int, float] = {}
+        self._published_at: dict[int, float] = {}  # version -> when actors could start fetching it
+        self._export_started_at: dict[int, float] = {}
         self.policy_version = self.store.version()
         initial = self.store.load()
         if initial is not None:
@@ -155,6 +156,7 @@ class Learner:
     def publish(self) -> int:
         """Export the current actor, store it and serve it under the next version."""
         version = self.policy_version + 1
+        start = time.time()
         onnx = export_onnx(self.agent, version=version)
         weights = acting_weights(self.agent)
         update = PolicyUpdate(version, "", onnx, weights)
@@ -163,7 +165,9 @@ class Learner:
         self.link.publish(onnx, version, weights)
         self.policy_version = version
         self._published_at[version] = time.time()
+        self._export_started_at[version] = start
         while len(self._published_at) > 20:
+            self._export_started_at.pop(min(self._published_at))
             self._published_at.pop(min(self._published_at))
         return version
 
@@ -262,6 +266,7 @@ class Learner:
             "updates": self.agent.updates,
             "policy_version": self.policy_version,
             "published_at": {str(k): v for k, v in self._published_at.items()},
+            "export_started_at": {str(k): v for k, v in self._export_started_at.items()},
             "experience": snapshot["experience"],
             "policy": snapshot["policy"],
             "actors": snapshot["actors"],
