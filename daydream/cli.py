@@ -86,6 +86,15 @@ def cmd_run(args: argparse.Namespace) -> int:
     return LocalRun(config, args.config, overrides, args.actors, resume=args.resume, policy=args.policy).run()
 
 
+def cmd_status(args: argparse.Namespace) -> int:
+    from daydream.runtime.status import format_learner_status, read_status
+
+    if not Path(args.logdir).is_dir():
+        raise FileNotFoundError(f"no run directory at {args.logdir}")
+    print(format_learner_status(read_status(args.logdir)))
+    return 0
+
+
 def cmd_keys(args: argparse.Namespace) -> int:
     from daydream.runtime.actor import check_actor_id
     from daydream.transport.keys import make_key_folder
@@ -138,6 +147,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--policy", choices=["onnx", "torch"], help="actors' policy runtime (default: transport.policy)")
     p.add_argument("--resume", action="store_true", help="continue the run in --logdir")
     p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("status", help="show a learner's counters and its connected actors (rates, policy lag)")
+    p.add_argument("logdir", help="the learner's run directory")
+    p.set_defaults(func=cmd_status)
 
     p = sub.add_parser("keys", help="make CURVE keys for a learner and its actors")
     p.add_argument("--dir", default="keys", help="key folder (default: keys)")

@@ -117,6 +117,21 @@ def test_keys_command_makes_an_admitting_key_folder(tmp_path):
     assert bad.returncode == 2 and "actor_id" in bad.stderr
 
 
+def test_status_command_lists_actors(tmp_path):
+    from daydream.runtime.status import StatusFile
+
+    StatusFile(tmp_path / "status.json", 1).write({
+        "role": "learner", "received_steps": 640, "updates": 30, "policy_version": 4,
+        "experience": {"malformed": 2, "chunks": 40},
+        "actors": {"robot-1": {"steps_per_s": 19.5, "steps": 640, "policy_version": 3, "policy_lag": 1, "pending": 0,
+                               "age_s": 0.4}}})
+    out = daydream("status", str(tmp_path))
+    assert out.returncode == 0, out.stderr
+    assert "640 steps received, 30 updates, policy version 4" in out.stdout and "malformed 2" in out.stdout
+    assert "robot-1" in out.stdout and "19.5 steps/s" in out.stdout and "(lag 1)" in out.stdout
+    assert "no learner status yet" in daydream("status", str(tmp_path / "..")).stdout
+
+
 def test_cli_errors_for_bad_async_input(tmp_path):
     out = daydream("actor", "--config", "pendulum_tiny", "--logdir", str(tmp_path), "--learner", "localhost:5555")
     assert out.returncode == 2 and "must look like tcp://HOST:PORT" in out.stderr

@@ -36,3 +36,23 @@ def read_status(path: str | Path) -> dict[str, Any]:
         return json.loads(path.read_text())
     except (FileNotFoundError, json.JSONDecodeError):
         return {}
+
+
+def format_learner_status(status: dict[str, Any], now: float | None = None) -> str:
+    """A readable summary of a learner's status.json: counters, then one line per actor."""
+    if status.get("role") != "learner":
+        return "no learner status yet (is the learner running with this logdir?)"
+    age = (now if now is not None else time.time()) - status["time"]
+    lines = [f"learner: {status['received_steps']} steps received, {status['updates']} updates, policy version "
+             f"{status['policy_version']} (status {age:.0f} s old)"]
+    bad = {k: v for k, v in status.get("experience", {}).items()
+           if k in ("malformed", "unknown_type", "oversized", "rejected", "auth_failures") and v}
+    if bad:
+        lines.append("dropped: " + ", ".join(f"{k} {v}" for k, v in sorted(bad.items())))
+    actors = status.get("actors", {})
+    lines.append(f"{len(actors)} actors:" if actors else "no actors connected yet")
+    for actor_id, a in sorted(actors.items()):
+        lines.append(f"  {actor_id:<20} {a['steps_per_s']:8.1f} steps/s  {a['steps']:>9} steps  policy "
+                     f"{a['policy_version']} (lag {a['policy_lag']})  {a['pending']} chunks pending  "
+                     f"last heard {a['age_s']:.1f} s ago")
+    return "\n".join(lines)
