@@ -41,7 +41,8 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
-def bench(size: str, args: argparse.Namespace) -> dict:
+def make_agent(size: str, args: argparse.Namespace) -> tuple[Agent, dict[str, np.ndarray], gym.spaces.Dict]:
+    """The agent of one size preset as `args` set it up, a synthetic batch, the obs space."""
     overrides = [f"size={size}", f"device={args.device}", f"precision={args.precision}", f"compile={str(args.compile).lower()}",
                  f"replay.batch_size={args.batch}", f"replay.batch_length={args.length}"]
     if args.obs == "image":
@@ -50,6 +51,12 @@ def bench(size: str, args: argparse.Namespace) -> dict:
     obs_space, act_space = spaces_for(args.obs)
     agent = Agent(config, obs_space, act_space)
     batch = synthetic_batch(obs_space, act_space.shape[0], args.batch, args.length)
+    return agent, batch, obs_space
+
+
+def bench(size: str, args: argparse.Namespace) -> dict:
+    agent, batch, obs_space = make_agent(size, args)
+    config = agent.config
     for _ in range(args.warmup):
         agent.train(batch)
     sync(agent.device)

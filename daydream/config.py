@@ -29,7 +29,7 @@ class ConfigError(ValueError):
 
 @dataclasses.dataclass(frozen=True)
 class EnvConfig:
-    backend: Literal["dmc", "gym", "carracing"]
+    backend: Literal["dmc", "gym", "carracing", "robot"]
     task: str
     obs: Literal["proprio", "pixels", "both"]
     size: tuple[int, int]
@@ -119,6 +119,28 @@ class TrainConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class SafetyConfig:
+    max_delta: float
+    lowpass_alpha: float
+    watchdog_timeout_s: float
+    safe_mode: Literal["damping", "hold"]
+    watchdog_auto_resume: bool
+
+
+@dataclasses.dataclass(frozen=True)
+class RobotConfig:
+    driver: str
+    driver_args: dict[str, Any]
+    control_hz: float
+    pacing: Literal["auto", "wall", "sim"]
+    action_scale: float
+    stale_timeout_s: float
+    reset_on_fall: bool
+    camera: bool
+    safety: SafetyConfig
+
+
+@dataclasses.dataclass(frozen=True)
 class CurveConfig:
     enabled: bool
     keys_dir: str
@@ -161,6 +183,7 @@ class Config:
     behavior: BehaviorConfig
     train: TrainConfig
     transport: TransportConfig
+    robot: RobotConfig
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -279,7 +302,7 @@ def _merge(base: dict[str, Any], layer: dict[str, Any], origin: str, prefix: str
 
 def _is_free_mapping(name: str) -> bool:
     # Sections typed as dict[str, float] take their values as a unit, not key by key.
-    return name == "model.loss_scales"
+    return name in ("model.loss_scales", "robot.driver_args")
 
 
 def _build(cls: type, data: Any, prefix: str) -> Any:
@@ -300,6 +323,8 @@ def _build(cls: type, data: Any, prefix: str) -> Any:
 
 def _coerce(hint: Any, value: Any, name: str) -> Any:
     origin = typing.get_origin(hint)
+    if hint is Any:  # free-form values (driver arguments): the consumer checks them
+        return value
     if dataclasses.is_dataclass(hint):
         return _build(hint, value, f"{name}.")
     if origin is Literal:

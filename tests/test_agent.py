@@ -141,3 +141,17 @@ def test_bad_model_configs_are_rejected():
         Agent(tiny_config("model.blocks=3"), obs_space, act_space)
     with pytest.raises(ValueError, match="loss_scales"):
         Agent(tiny_config("model.loss_scales={recon: 1.0}"), obs_space, act_space)
+
+
+def test_bfloat16_autocast_update_and_policy():
+    # the CUDA default path in reduced precision, run on CPU: mixed-dtype state carries must not crash
+    obs_space, act_space = image_spaces()
+    agent = Agent(tiny_config("precision=bfloat16"), obs_space, act_space)
+    batch = synthetic_batch(obs_space, 2)
+    for _ in range(2):
+        metrics = agent.train(batch)
+    assert all(np.isfinite(float(v)) for v in metrics.values())
+    action, state = agent.policy(step_obs(batch), None)
+    action, _ = agent.policy(step_obs(batch, 1), state)
+    assert np.isfinite(action).all()
+

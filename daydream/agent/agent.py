@@ -88,7 +88,10 @@ class Agent:
         self.critic_opt = ClippedAdam(behavior.critic.parameters(), bc.critic_lr, bc.eps, bc.critic_clip, bc.clip_mode)
         self.updates = 0
         self._wm_loss = torch.compile(wm.loss) if config.compile else wm.loss
-        self._behavior_losses = torch.compile(behavior.losses) if config.compile else behavior.losses
+        # Actor and critic losses are compiled apart: out of one compiled graph they would
+        # share one backward node, which the actor's backward frees before the critic's.
+        self._actor_loss = torch.compile(behavior.actor_loss) if config.compile else behavior.actor_loss
+        self._critic_loss = torch.compile(behavior.critic_loss) if config.compile else behavior.critic_loss
 
     # -- acting ----------------------------------------------------------------------
 
@@ -139,9 +142,12 @@ class Agent:
             model_loss, post, metrics = self._wm_loss(data)
         metrics["model_grad_norm"] = self.model_opt.step(model_loss)
         with self._autocast():
-            actor_loss, critic_loss, behavior_metrics = self._behavior_losses(self.wm, post, data["is_terminal"])
+            actor_loss, targets, behavior_metrics = self._actor_loss(self.wm, post, data["is_terminal"])
         metrics["actor_grad_norm"] = self.actor_opt.step(actor_loss)
+        with self._autocast():  # the critic's parameters and inputs are untouched by the actor's step
+            critic_loss, critic_metrics = self._critic_loss(targets)
         metrics["critic_grad_norm"] = self.critic_opt.step(critic_loss)
+        behavior_metrics.update(critic_metrics)
         self.behavior.update_slow_critic()
         self.updates += 1
         metrics.update(behavior_metrics)

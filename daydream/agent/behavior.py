@@ -53,6 +53,16 @@ class Behavior(nn.Module):
 
     def losses(self, wm: WorldModel, post: State, is_terminal: Tensor) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
         """(actor loss, critic loss, metrics) from imagination started at every posterior state."""
+        actor_loss, targets, metrics = self.actor_loss(wm, post, is_terminal)
+        critic_loss, critic_metrics = self.critic_loss(targets)
+        return actor_loss, critic_loss, {**metrics, **critic_metrics}
+
+    def actor_loss(self, wm: WorldModel, post: State, is_terminal: Tensor) -> tuple[Tensor, dict[str, Tensor], dict[str, Tensor]]:
+        """(actor loss, the critic's detached training targets, metrics) from imagination.
+
+        The critic's loss is a separate step (`critic_loss`) on detached inputs, so each
+        loss has a backward of its own, also when both steps are torch.compile'd.
+        """
         cfg = self.cfg
         start = {k: v.detach().reshape(-1, *v.shape[2:]) for k, v in post.items()}
         feats, actions, params = self.imagine(wm, start)
@@ -73,16 +83,9 @@ class Behavior(nn.Module):
         entropy = self.actor.entropy(params)
         actor_loss = -(weight * (objective + cfg.entropy * entropy)).mean()
 
-        critic_feat = feats[:-1].detach()
-        logits = self.critic.logits(critic_feat)
-        slow = self.slow_critic.mean(self.slow_critic.logits(critic_feat)).detach()
-        critic_nll = -self.critic.log_prob(logits, returns.detach())
-        critic_reg = -self.critic.log_prob(logits, slow)
-        critic_loss = (weight * (critic_nll + cfg.slow_critic_reg * critic_reg)).mean()
-
+        targets = {"feat": feats[:-1].detach(), "returns": returns.detach(), "weight": weight}
         metrics = {
             "actor_loss": actor_loss.detach(),
-            "critic_loss": critic_loss.detach(),
             "actor_entropy": entropy.mean().detach(),
             "imag_return": returns.mean().detach(),
             "imag_reward": reward.mean().detach(),
@@ -91,7 +94,18 @@ class Behavior(nn.Module):
         }
         if not self.actor.discrete:
             metrics["action_std"] = params["std"].mean().detach()
-        return actor_loss, critic_loss, metrics
+        return actor_loss, targets, metrics
+
+    def critic_loss(self, targets: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
+        """The critic's two-hot loss toward the lambda-returns, regularised toward the slow critic."""
+        cfg = self.cfg
+        critic_feat = targets["feat"]
+        logits = self.critic.logits(critic_feat)
+        slow = self.slow_critic.mean(self.slow_critic.logits(critic_feat)).detach()
+        critic_nll = -self.critic.log_prob(logits, targets["returns"])
+        critic_reg = -self.critic.log_prob(logits, slow)
+        critic_loss = (targets["weight"] * (critic_nll + cfg.slow_critic_reg * critic_reg)).mean()
+        return critic_loss, {"critic_loss": critic_loss.detach()}
 
     @torch.no_grad()
     def update_slow_critic(self) -> None:

@@ -96,11 +96,14 @@ class ReturnNormalizer(nn.Module):
         self.decay, self.low_q, self.high_q, self.floor = decay, low / 100.0, high / 100.0, floor
         self.register_buffer("low", torch.zeros(()))
         self.register_buffer("high", torch.zeros(()))
+        # The quantile levels live on the module's device: building them per update with
+        # torch.tensor(..., device=cuda) was a blocking host-to-device copy (a host sync).
+        self.register_buffer("levels", torch.tensor([self.low_q, self.high_q]), persistent=False)
 
     @torch.no_grad()
     def update(self, returns: Tensor) -> None:
         flat = returns.detach().float().flatten()
-        quantiles = torch.quantile(flat, torch.tensor([self.low_q, self.high_q], device=flat.device))
+        quantiles = torch.quantile(flat, self.levels.to(flat.device))
         self.low.mul_(self.decay).add_((1 - self.decay) * quantiles[0])
         self.high.mul_(self.decay).add_((1 - self.decay) * quantiles[1])
 

@@ -24,7 +24,10 @@ class ClippedAdam:
     def step(self, loss: Tensor) -> Tensor:
         """Backprop `loss` into these parameters only, clip, step; returns the pre-clip grad norm."""
         grads = torch.autograd.grad(loss, self.params, allow_unused=True)
-        grads = [torch.zeros_like(p) if g is None else g for p, g in zip(self.params, grads)]
+        # autograd.grad does not give grads the parameter's strides (cuDNN returns conv weight
+        # grads channels-last when the activations are), and fused Adam needs them equal.
+        grads = [torch.zeros_like(p) if g is None else g if g.stride() == p.stride() else torch.empty_like(p).copy_(g)
+                 for p, g in zip(self.params, grads)]
         norm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
         if self.mode == "norm":
             scale = torch.clamp(self.clip / (norm + 1e-6), max=1.0)

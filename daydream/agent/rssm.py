@@ -108,7 +108,7 @@ class RSSM(nn.Module):
         keep = (~is_first).to(action.dtype).unsqueeze(-1)
         if init is None:
             init = self.initial(action.shape[0], action.device)
-        state = {k: torch.lerp(init[k], v, keep.reshape(-1, *[1] * (v.dim() - 1))) for k, v in state.items()}
+        state = {k: _restart(init[k], v, keep) for k, v in state.items()}
         action = action * keep
         prior = self.img_step(state, action)
         stats = self._stats(self.post_net(torch.cat([prior["deter"], embed], -1)))
@@ -126,3 +126,17 @@ class RSSM(nn.Module):
             priors.append(prior)
         stack = lambda seq: {k: torch.stack([s[k] for s in seq], 1) for k in seq[0]}  # noqa: E731
         return stack(posts), stack(priors)
+
+
+def _restart(init: Tensor, value: Tensor, keep: Tensor) -> Tensor:
+    """`value` where `keep` is 1, `init` where it is 0 (keep: [B, 1]).
+
+    Under autocast the carried state and the initial state can differ in dtype (bf16
+    logits from a linear layer vs float32 ones), and torch.lerp needs one dtype for
+    all three operands, so they meet in the wider of the two.
+    """
+    dtype = torch.promote_types(init.dtype, value.dtype)
+    init = init if init.dtype == dtype else init.to(dtype)
+    value = value if value.dtype == dtype else value.to(dtype)
+    keep = keep.reshape(-1, *[1] * (value.dim() - 1))
+    return torch.lerp(init, value, keep if keep.dtype == dtype else keep.to(dtype))

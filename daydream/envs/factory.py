@@ -6,14 +6,14 @@ import logging
 
 import gymnasium as gym
 
-from daydream.config import EnvConfig
+from daydream.config import EnvConfig, RobotConfig
 from daydream.envs.adapter import ContractAdapter
 from daydream.envs.contract import spaces_of
 from daydream.envs.wrappers import ActionRepeat, NormalizeActions, ResizeImage, TimeLimit
 
 log = logging.getLogger(__name__)
 
-BACKENDS = ("dmc", "gym", "carracing")
+BACKENDS = ("dmc", "gym", "carracing", "robot")
 DMC_OBS = ("proprio", "pixels", "both")
 
 
@@ -30,11 +30,12 @@ def _check(config: EnvConfig) -> None:
         raise ValueError(f"env.obs must be one of {', '.join(DMC_OBS)} for the dmc backend, got '{config.obs}'")
 
 
-def make_env(config: EnvConfig, seed: int = 0) -> gym.Env:
+def make_env(config: EnvConfig, seed: int = 0, robot: RobotConfig | None = None) -> gym.Env:
     """Build `config.backend` under the env contract, seeded so the first reset is reproducible.
 
     Stack (inside out): backend, NormalizeActions (Box actions), ActionRepeat, TimeLimit
     (agent steps; replaces the backend's own limit when > 0), ContractAdapter, ResizeImage.
+    The `robot` backend needs the `robot` section (driver, safety layer, control rate).
     """
     _check(config)
     task = config.task
@@ -47,6 +48,11 @@ def make_env(config: EnvConfig, seed: int = 0) -> gym.Env:
         env = DMCSuiteEnv(config.task, config.size, config.camera, seed, time_limit=own_limit)
         keep_vectors = config.obs in ("proprio", "both")
         render_size = config.size if config.obs in ("pixels", "both") else None
+    elif config.backend == "robot":
+        if robot is None:
+            raise ValueError("env.backend: robot needs the config's robot section; call make_env(config.env, seed, "
+                             "robot=config.robot)")
+        env = make_robot_env(config.task, robot, seed)
     elif config.backend == "gym":
         from daydream.envs.gym_env import make_gym
 
@@ -67,3 +73,30 @@ def make_env(config: EnvConfig, seed: int = 0) -> gym.Env:
     env = ResizeImage(env, config.size)
     log.info("env %s:%s (seed %d, repeat %d): %s", config.backend, task, seed, config.action_repeat, spaces_of(env).describe())
     return env
+
+
+def make_robot_env(task: str, robot: RobotConfig, seed: int = 0) -> gym.Env:
+    """The robot env for `task`: the configured driver (not opened until the first reset) behind the safety layer."""
+    from daydream.drivers import make_driver
+    import dataclasses
+
+    from daydream.drivers.safety import SafetyConfig, SafetyLayer
+    from daydream.envs.robot import RobotEnv
+    from daydream.envs.robot_tasks import make_task
+
+    args = dict(robot.driver_args)
+    # the env's seed and control rate reach drivers that take them, unless driver_args set them
+    for name, value in (("seed", seed), ("control_hz", robot.control_hz)):
+        if name not in args and _takes(robot.driver, name):
+            args[name] = value
+    driver = SafetyLayer(make_driver(robot.driver, args), SafetyConfig.from_mapping(dataclasses.asdict(robot.safety)))
+    return RobotEnv(driver, make_task(task), robot.control_hz, action_scale=robot.action_scale, pacing=robot.pacing,
+                    stale_timeout_s=robot.stale_timeout_s, reset_on_fall=robot.reset_on_fall, camera=robot.camera)
+
+
+def _takes(driver: str, argument: str) -> bool:
+    import inspect
+
+    from daydream.drivers import driver_class
+
+    return argument in inspect.signature(driver_class(driver)).parameters

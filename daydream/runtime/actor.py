@@ -89,7 +89,7 @@ class Actor:
         # a stable per-actor seed: actors with the same config explore differently
         seed = config.seed + zlib.crc32(self.actor_id.encode()) % 100_000
         self.rng = np.random.default_rng(seed)
-        self.env = make_env(config.env, seed=seed)
+        self.env = make_env(config.env, seed=seed, robot=config.robot)
         self._seed = seed
         self._agent = None
         if self.format == "torch":

@@ -18,7 +18,7 @@ def run_eval(checkpoint: Path, episodes: int, video: str | None = None, override
     if "config" not in payload or "agent" not in payload:
         raise ValueError(f"{checkpoint} is not a daydream training checkpoint (no config/agent inside)")
     config = config_from_dict(payload["config"], overrides)
-    env = make_env(config.env, seed=config.seed + 20_000)
+    env = make_env(config.env, seed=config.seed + 20_000, robot=config.robot)
     try:
         agent = Agent(config, env.observation_space, env.action_space)
         agent.load_state_dict(payload["agent"])

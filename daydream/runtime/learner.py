@@ -84,7 +84,7 @@ class Learner:
 
             torch.set_num_threads(config.threads)
         seed_everything(config.seed)
-        env = make_env(config.env, seed=config.seed)  # only for the spaces: the learner never steps an env
+        env = make_env(config.env, seed=config.seed, robot=config.robot)  # only for the spaces: the learner never steps an env
         self.obs_space, self.act_space = env.observation_space, env.action_space
         env.close()
         self.spec = chunk_spec(self.obs_space, self.act_space)

@@ -70,8 +70,8 @@ class Trainer:
             torch.set_num_threads(config.threads)
         seed_everything(config.seed)
         self.rng = np.random.default_rng(config.seed)
-        self.env = make_env(config.env, seed=config.seed)
-        self.eval_env = make_env(config.env, seed=config.seed + 10_000)
+        self.env = make_env(config.env, seed=config.seed, robot=config.robot)
+        self.eval_env = make_env(config.env, seed=config.seed + 10_000, robot=config.robot)
         self.agent = Agent(config, self.env.observation_space, self.env.action_space)
         r = config.replay
         self.replay = Replay(r.directory or self.logdir / "replay", r.capacity, r.chunk_size, r.batch_size, r.batch_length,

@@ -1,0 +1,119 @@
+"""Tasks for the robot env: the reward, the pose actions are centred on, and what counts as a fall.
+
+A task reads a driver's `SensorSample` only (what a real robot measures, plus
+`base_velocity`, which hardware gets from a state estimator), so the same task runs on
+the MuJoCo A1 and on the robot.
+"""
+
+from __future__ import annotations
+
+import abc
+
+import numpy as np
+
+from daydream.drivers import DriverSpec, SensorSample
+
+A1_LEGS = ("FR", "FL", "RR", "RL")
+A1_JOINTS = tuple(f"{leg}_{part}" for leg in A1_LEGS for part in ("hip", "thigh", "calf"))
+
+
+def up_z(quat_wxyz: np.ndarray) -> float:
+    """World-z component of the body's up axis, from the orientation quaternion (1 upright, -1 upside down)."""
+    w, x, y, z = (float(v) for v in quat_wxyz)
+    return 1.0 - 2.0 * (x * x + y * y)
+
+
+class Task(abc.ABC):
+    name: str
+    required_sensors: tuple[str, ...] = ("joint_position",)
+
+    def check(self, spec: DriverSpec) -> None:
+        """Raise ValueError if the driver lacks what this task needs."""
+        have = {s.name for s in spec.sensors}
+        missing = [s for s in self.required_sensors if s not in have]
+        if missing:
+            raise ValueError(f"task {self.name} needs sensors {missing} that driver {spec.name} does not declare")
+
+    @abc.abstractmethod
+    def pose(self, spec: DriverSpec) -> np.ndarray:
+        """Joint targets that action 0 maps to."""
+
+    @abc.abstractmethod
+    def reward(self, sample: SensorSample) -> tuple[float, dict[str, float]]:
+        """The reward and its terms (for logging)."""
+
+    def fallen(self, sample: SensorSample) -> bool:
+        return False
+
+
+class A1Walk(Task):
+    """DayDreamer's A1 task: roll over, stand up, walk forward; staged reward (see ../shared/reference/a1.md).
+
+    r_upr = up.z / 2 + 0.5; r_hip, r_shoulder (thigh joints), r_knee (calf joints) =
+    1 - mean normalised deviation from the standing pose, each paid only when the previous
+    term exceeds 0.7; then 10 * (r_vel + 1) / 2 once r_knee exceeds 0.7, where r_vel =
+    (forward fraction of the body velocity, >= 0) * clip(v_forward / 0.3 m/s, -1, 1).
+    """
+
+    name = "a1_walk"
+    required_sensors = ("joint_position", "imu_orientation", "base_velocity")
+    STAND = np.array([0.0, 0.9, -1.8] * 4)
+    TARGET_SPEED = 0.3
+    GATE = 0.7
+
+    def __init__(self) -> None:
+        self._max_dev: np.ndarray | None = None
+
+    def check(self, spec: DriverSpec) -> None:
+        super().check(spec)
+        if tuple(spec.actuator.joint_names) != A1_JOINTS:
+            raise ValueError(f"task a1_walk expects the A1's joints {A1_JOINTS}, driver {spec.name} has "
+                             f"{spec.actuator.joint_names}")
+        low, high = spec.actuator.low_array(), spec.actuator.high_array()
+        # normalise by the largest deviation the joint range allows from the standing pose
+        self._max_dev = np.maximum(self.STAND - low, high - self.STAND)
+
+    def pose(self, spec: DriverSpec) -> np.ndarray:
+        return self.STAND.copy()
+
+    def reward(self, sample: SensorSample) -> tuple[float, dict[str, float]]:
+        assert self._max_dev is not None, "call check(spec) first"
+        v = sample.values
+        terms = {"upright": up_z(v["imu_orientation"]) / 2 + 0.5, "hip": 0.0, "shoulder": 0.0, "knee": 0.0,
+                 "velocity": 0.0}
+        deviation = np.abs(np.asarray(v["joint_position"], np.float64) - self.STAND) / self._max_dev
+        previous = terms["upright"]
+        for name, index in (("hip", 0), ("shoulder", 1), ("knee", 2)):
+            if previous <= self.GATE:
+                break
+            terms[name] = float(1.0 - deviation[index::3].mean())
+            previous = terms[name]
+        if terms["knee"] > self.GATE:
+            vel = np.asarray(v["base_velocity"], np.float64)
+            forward = max(0.0, vel[0] / (np.linalg.norm(vel) + 1e-8))
+            r_vel = forward * float(np.clip(vel[0] / self.TARGET_SPEED, -1.0, 1.0))
+            terms["velocity"] = 10.0 * (r_vel + 1.0) / 2.0
+        return float(sum(terms.values())), terms
+
+    def fallen(self, sample: SensorSample) -> bool:
+        return up_z(sample.values["imu_orientation"]) < 0.0
+
+
+class Stand(A1Walk):
+    """Stand up and hold the pose: A1Walk without the velocity term (a shorter experiment)."""
+
+    name = "a1_stand"
+
+    def reward(self, sample: SensorSample) -> tuple[float, dict[str, float]]:
+        total, terms = super().reward(sample)
+        total -= terms.pop("velocity")
+        return total, terms
+
+
+TASKS: dict[str, type[Task]] = {"a1_walk": A1Walk, "a1_stand": Stand}
+
+
+def make_task(name: str) -> Task:
+    if name not in TASKS:
+        raise ValueError(f"unknown robot task '{name}'; env.task must be one of {sorted(TASKS)} for env.backend: robot")
+    return TASKS[name]()
