@@ -33,6 +33,18 @@ def _log_bad(stats: collections.Counter, kind: str, where: str, error: Exception
         log.warning("%s: dropped bad message #%d (%s): %s", where, n, kind, error)
 
 
+def _count_auth_failures(monitor: zmq.Socket | None, stats: collections.Counter, message: str, endpoint: str) -> None:
+    """Count and log (rate-limited) the CURVE handshake failures a socket monitor reported."""
+    if monitor is None:
+        return
+    while monitor.poll(0):
+        event = parse_monitor_message(monitor.recv_multipart())
+        stats["auth_failures"] += 1
+        n = stats["auth_failures"]
+        if n <= 3 or n % 100 == 0:  # a rejected peer retries every few hundred ms
+            log.warning(message, endpoint, event["event"], n)
+
+
 class RouterEnd:
     """Learner side: a bound ROUTER that receives (peer identity, type, payload) and replies by identity."""
 
@@ -92,15 +104,9 @@ class RouterEnd:
             return False
 
     def _drain_monitor(self) -> None:
-        if self._monitor is None:
-            return
-        while self._monitor.poll(0):
-            event = parse_monitor_message(self._monitor.recv_multipart())
-            self.stats["auth_failures"] += 1
-            n = self.stats["auth_failures"]
-            if n <= 3 or n % 100 == 0:  # a rejected peer retries every few hundred ms
-                log.warning("learner socket %s: rejected a connection during the CURVE handshake (event %s, #%d); "
-                            "is the actor's public key in allowed_clients_dir?", self.endpoint, event["event"], n)
+        _count_auth_failures(self._monitor, self.stats, "learner socket %s: rejected a connection during the CURVE "
+                             "handshake (event %s, #%d); is the actor's public key in allowed_clients_dir?",
+                             self.endpoint)
 
     def close(self) -> None:
         if self._monitor is not None:
@@ -179,16 +185,9 @@ class DealerEnd:
         return self.last_heard is not None and time.monotonic() - self.last_heard <= seconds
 
     def _drain_monitor(self) -> None:
-        if self._monitor is None:
-            return
-        while self._monitor.poll(0):
-            event = parse_monitor_message(self._monitor.recv_multipart())
-            self.stats["auth_failures"] += 1
-            n = self.stats["auth_failures"]
-            if n <= 3 or n % 100 == 0:
-                log.warning("actor socket to %s: CURVE handshake failed (event %s, #%d); nothing is accepted from "
-                            "this peer. Is the configured learner.key the learner's public key, and this actor's key "
-                            "in the learner's allowed/ folder?", self.endpoint, event["event"], n)
+        _count_auth_failures(self._monitor, self.stats, "actor socket to %s: CURVE handshake failed (event %s, #%d); "
+                             "nothing is accepted from this peer. Is the configured learner.key the learner's public "
+                             "key, and this actor's key in the learner's allowed/ folder?", self.endpoint)
 
     def close(self) -> None:
         if self._monitor is not None:
