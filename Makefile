@@ -1,5 +1,5 @@
 # daydream: the two commands of the quick start.
-#   make run    set up .venv and train the main job
+#   make run    set up .venv and train the main job (the simulated A1; LONG=1 for the full budget)
 #   make test   set up .venv and run the test suite
 PYTHON ?= python3
 VENV ?= .venv
@@ -7,10 +7,20 @@ VENV ?= .venv
 # wheel from PyPI on a Linux GPU workstation; override for another CUDA index, e.g.
 #   make run TORCH_SPEC="torch==2.13.0 --index-url https://download.pytorch.org/whl/cu128"
 TORCH_SPEC ?= torch==2.13.0
-CONFIG ?= dmc_walker_walk
-STEPS ?= 100000
-# Model size for `make run`: the config's 12m on a CUDA machine, tiny on CPU-only machines
-# (the 12m update takes seconds on a laptop CPU). Set SIZE=12m|25m|50m|tiny to choose.
+# The main job: the simulated Unitree A1 learning to walk, with a learner and ACTORS actor
+# processes (`daydream run`), then its report (learning curve, gait video, evaluation).
+# The default budget is a short check of the whole loop; LONG=1 trains for the config's
+# own budget (100k env steps, about 1.4 h of robot time; hours on a GPU workstation).
+CONFIG ?= a1_walk
+ACTORS ?= 1
+LONG ?= 0
+ifeq ($(LONG),1)
+STEPS ?= 0
+else
+STEPS ?= 8000
+endif
+# Model size: the config's own on a CUDA machine, tiny on CPU-only machines (the larger
+# updates take seconds on a laptop CPU). Set SIZE=tiny|daydreamer|12m|25m|50m to choose.
 SIZE ?= auto
 ARGS ?=
 export MUJOCO_GL ?= egl
@@ -31,9 +41,12 @@ setup: $(VENV)/.installed
 
 run: setup
 	size=$(SIZE); if [ "$$size" = auto ]; then \
-	  size=$$($(VPY) -c "import torch; print('12m' if torch.cuda.is_available() else 'tiny')"); fi; \
-	echo "make run: $(CONFIG), $(STEPS) env steps, model size $$size, logdir runs/$(CONFIG)"; \
-	$(VENV)/bin/daydream train --config $(CONFIG) --set train.steps=$(STEPS) --set size=$$size $(ARGS)
+	  size=$$($(VPY) -c "import torch; print('' if torch.cuda.is_available() else 'tiny')"); fi; \
+	set -- --config $(CONFIG) --actors $(ACTORS); \
+	if [ "$(STEPS)" != 0 ]; then set -- "$$@" --set train.steps=$(STEPS); fi; \
+	if [ -n "$$size" ]; then set -- "$$@" --set size=$$size; fi; \
+	echo "make run: daydream run $$* $(ARGS)"; \
+	$(VENV)/bin/daydream run "$$@" $(ARGS)
 
 test: setup
 	$(VPY) -m pytest -q -p no:cacheprovider $(ARGS)

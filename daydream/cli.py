@@ -1,7 +1,9 @@
 """The `daydream` command line.
 
 `train` (one process) and `eval`; the asynchronous stack: `learner`, `actor`, `run`
-(a learner and N actors on this machine) and `keys` (CURVE keys for the links).
+(a learner and N actors on this machine, then a report) and `keys` (CURVE keys for the
+links); `report` (learning curve, video and evaluation of a run's exported policy) and
+`status` (a running learner's counters).
 """
 
 from __future__ import annotations
@@ -83,7 +85,27 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     config = _load(args)
     overrides = list(args.overrides)
-    return LocalRun(config, args.config, overrides, args.actors, resume=args.resume, policy=args.policy).run()
+    run = LocalRun(config, args.config, overrides, args.actors, resume=args.resume, policy=args.policy)
+    code = run.run()
+    if run.interrupted or code != 0:
+        print(f"stopped; `daydream report {config.logdir}` makes the learning curve, video and evaluation")
+        return code
+    if args.report:
+        return _report(Path(config.logdir), args.report_episodes, video=True)
+    return 0
+
+
+def _report(logdir: Path, episodes: int, video: bool) -> int:
+    from daydream.runtime.report import format_report, make_report
+
+    print(format_report(make_report(logdir, episodes=episodes, video=video)))
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    if not Path(args.logdir).is_dir():
+        raise FileNotFoundError(f"no run directory at {args.logdir}")
+    return _report(Path(args.logdir), args.episodes, video=not args.no_video)
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -146,11 +168,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--actors", type=int, default=1, help="number of actor processes")
     p.add_argument("--policy", choices=["onnx", "torch"], help="actors' policy runtime (default: transport.policy)")
     p.add_argument("--resume", action="store_true", help="continue the run in --logdir")
+    p.add_argument("--no-report", dest="report", action="store_false",
+                   help="skip the report (learning curve, video, evaluation) after training")
+    p.add_argument("--report-episodes", type=int, default=1, help="evaluation episodes of the report")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("status", help="show a learner's counters and its connected actors (rates, policy lag)")
     p.add_argument("logdir", help="the learner's run directory")
     p.set_defaults(func=cmd_status)
+
+    p = sub.add_parser("report", help="a run's learning curve (PNG), a video and an evaluation of its exported policy")
+    p.add_argument("logdir", help="the run directory")
+    p.add_argument("--episodes", type=int, default=1, help="evaluation episodes (the video shows the first)")
+    p.add_argument("--no-video", action="store_true", help="evaluate without rendering a video")
+    p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("keys", help="make CURVE keys for a learner and its actors")
     p.add_argument("--dir", default="keys", help="key folder (default: keys)")

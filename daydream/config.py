@@ -20,6 +20,9 @@ from typing import Any, Literal
 
 import yaml
 
+# The safety layer's settings are one class, owned by the safety layer (usable without a config file).
+from daydream.drivers.safety import SafetyConfig
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -116,15 +119,6 @@ class TrainConfig:
     checkpoint_every: int
     video_every: int
     progress: bool
-
-
-@dataclasses.dataclass(frozen=True)
-class SafetyConfig:
-    max_delta: float
-    lowpass_alpha: float
-    watchdog_timeout_s: float
-    safe_mode: Literal["damping", "hold"]
-    watchdog_auto_resume: bool
 
 
 @dataclasses.dataclass(frozen=True)
@@ -318,7 +312,12 @@ def _build(cls: type, data: Any, prefix: str) -> Any:
     if missing:
         raise ConfigError(f"config key '{prefix}{missing[0]}' has no value (is defaults.yaml complete?)")
     values = {n: _coerce(hints[n], data[n], f"{prefix}{n}") for n in names}
-    return cls(**values)
+    try:
+        return cls(**values)
+    except ConfigError:
+        raise
+    except (ValueError, TypeError) as exc:  # a dataclass's own checks (e.g. SafetyConfig's ranges)
+        raise ConfigError(f"config section '{prefix.rstrip('.')}': {exc}") from exc
 
 
 def _coerce(hint: Any, value: Any, name: str) -> Any:

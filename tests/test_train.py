@@ -25,7 +25,7 @@ def daydream(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
 
 def random_returns(episodes: int, seed: int) -> list[float]:
     from daydream.envs import make_env
-    from daydream.runtime.train import random_action
+    from daydream.envs.contract import random_action
 
     env = make_env(load_config("pendulum_tiny").env, seed=seed)
     rng = np.random.default_rng(seed)

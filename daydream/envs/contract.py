@@ -31,6 +31,18 @@ def with_flags(obs: dict[str, np.ndarray], first: bool, last: bool, terminal: bo
     return {**obs, "is_first": np.bool_(first), "is_last": np.bool_(last), "is_terminal": np.bool_(terminal)}
 
 
+def random_action(space: gym.Space, rng: np.random.Generator) -> np.ndarray:
+    """A uniformly random action under the contract (one-hot for Discrete): the prefill's policy."""
+    if isinstance(space, gym.spaces.Discrete):
+        return np.eye(int(space.n), dtype=np.float32)[rng.integers(int(space.n))]
+    return rng.uniform(-1.0, 1.0, space.shape).astype(np.float32)
+
+
+def zero_action(space: gym.Space) -> np.ndarray:
+    """The action recorded next to an episode's first observation (no action led to it)."""
+    return np.zeros(int(space.n) if isinstance(space, gym.spaces.Discrete) else space.shape, np.float32)
+
+
 def vector_space(size: int) -> gym.spaces.Box:
     # Unbounded on purpose: native bounds are often loose or violated by a float, and the
     # model never reads them.

@@ -78,9 +78,7 @@ def make_env(config: EnvConfig, seed: int = 0, robot: RobotConfig | None = None)
 def make_robot_env(task: str, robot: RobotConfig, seed: int = 0) -> gym.Env:
     """The robot env for `task`: the configured driver (not opened until the first reset) behind the safety layer."""
     from daydream.drivers import make_driver
-    import dataclasses
-
-    from daydream.drivers.safety import SafetyConfig, SafetyLayer
+    from daydream.drivers.safety import SafetyLayer
     from daydream.envs.robot import RobotEnv
     from daydream.envs.robot_tasks import make_task
 
@@ -89,7 +87,7 @@ def make_robot_env(task: str, robot: RobotConfig, seed: int = 0) -> gym.Env:
     for name, value in (("seed", seed), ("control_hz", robot.control_hz)):
         if name not in args and _takes(robot.driver, name):
             args[name] = value
-    driver = SafetyLayer(make_driver(robot.driver, args), SafetyConfig.from_mapping(dataclasses.asdict(robot.safety)))
+    driver = SafetyLayer(make_driver(robot.driver, args), robot.safety)
     return RobotEnv(driver, make_task(task), robot.control_hz, action_scale=robot.action_scale, pacing=robot.pacing,
                     stale_timeout_s=robot.stale_timeout_s, reset_on_fall=robot.reset_on_fall, camera=robot.camera)
 

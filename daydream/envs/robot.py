@@ -108,7 +108,8 @@ class RobotEnv(gym.Env):
         fell = self.task.fallen(sample)
         truncated = bool(self.reset_on_fall and fell)
         self._fell = fell
-        return self._observation(sample), reward, False, truncated, {"reward_terms": self.last_terms}
+        info = {"reward_terms": self.last_terms, "diagnostics": self.task.diagnostics(sample)}
+        return self._observation(sample), reward, False, truncated, info
 
     def render(self) -> np.ndarray | None:
         render = getattr(self.driver, "render", None)

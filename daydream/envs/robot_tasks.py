@@ -45,6 +45,10 @@ class Task(abc.ABC):
     def fallen(self, sample: SensorSample) -> bool:
         return False
 
+    def diagnostics(self, sample: SensorSample) -> dict[str, float]:
+        """Numbers worth logging per step besides the reward (averaged per episode by actors and evaluation)."""
+        return {}
+
 
 class A1Walk(Task):
     """DayDreamer's A1 task: roll over, stand up, walk forward; staged reward (see ../shared/reference/a1.md).
@@ -97,6 +101,11 @@ class A1Walk(Task):
 
     def fallen(self, sample: SensorSample) -> bool:
         return up_z(sample.values["imu_orientation"]) < 0.0
+
+    def diagnostics(self, sample: SensorSample) -> dict[str, float]:
+        # forward velocity in the body frame (m/s): what "it walks" means, independent of the reward's stages
+        return {"forward_velocity": float(sample.values["base_velocity"][0]),
+                "upright": up_z(sample.values["imu_orientation"])}
 
 
 class Stand(A1Walk):

@@ -42,13 +42,10 @@ class OnnxActing:
             self.state = other.state
 
 
-class TorchActing:
-    """The torch agent (built once per actor from the config) with a version of acting weights loaded."""
+class AgentActing:
+    """The torch agent as it is (its current weights): evaluation in the single-process trainer."""
 
-    def __init__(self, agent: Any, weights: dict[str, np.ndarray], version: int) -> None:
-        from daydream.export.weights import load_acting_weights
-
-        load_acting_weights(agent, weights)
+    def __init__(self, agent: Any, version: int = 0) -> None:
         self.agent = agent
         self.version = version
         self.state: Any = None
@@ -58,5 +55,15 @@ class TorchActing:
         return action[0]
 
     def take_state(self, other: ActingPolicy) -> None:
-        if isinstance(other, TorchActing):
+        if isinstance(other, AgentActing):
             self.state = other.state
+
+
+class TorchActing(AgentActing):
+    """The torch agent (built once per actor from the config) with a version of acting weights loaded."""
+
+    def __init__(self, agent: Any, weights: dict[str, np.ndarray], version: int) -> None:
+        from daydream.export.weights import load_acting_weights
+
+        load_acting_weights(agent, weights)
+        super().__init__(agent, version)

@@ -11,7 +11,9 @@ in between two steps, keeping the recurrent state. On shutdown (Ctrl-C, SIGTERM,
 
 Actor folder `<logdir>/actors/<actor_id>/`: `spool/`, `policy/` (last policy received),
 `status.json` (counters; `steps_spooled` is the number of steps this actor has ever
-handed to the spool, which is what the learner's replay must end up holding).
+handed to the spool, which is what the learner's replay must end up holding), and
+`metrics.jsonl` (one `episode` record per episode: return, length, policy version and
+the env's per-episode diagnostics such as the robot's forward velocity).
 """
 
 from __future__ import annotations
@@ -29,10 +31,12 @@ import numpy as np
 
 from daydream.config import Config
 from daydream.envs import make_env
+from daydream.envs.contract import random_action, zero_action
 from daydream.runtime.acting import ActingPolicy, OnnxActing, TorchActing
+from daydream.runtime.evaluate import EpisodeDiagnostics
+from daydream.runtime.metrics import MetricsWriter
 from daydream.runtime.policy_store import PolicyStore
 from daydream.runtime.status import STATUS_NAME, StatusFile, read_status
-from daydream.runtime.train import random_action, zero_action
 from daydream.transport import ExperienceSender, PolicyClient
 from daydream.transport.codec import ACTOR_ID_RE
 from daydream.transport.endpoints import check_endpoint, policy_endpoint
@@ -120,6 +124,7 @@ class Actor:
         self.counters = self._load_counters()
         self.loaded_at: dict[str, float] = {}
         self.rejected_policies = 0
+        self.metrics = MetricsWriter(self.dir, tensorboard=False)  # JSONL only: no torch import on a robot
 
     # -- bookkeeping ---------------------------------------------------------------------
 
@@ -192,7 +197,8 @@ class Actor:
         obs, _ = self.env.reset(seed=self._seed + self.counters["episodes"])
         episode_id = time.time_ns()
         action, reward = zero_action(self.env.action_space), 0.0
-        episode_return, steps = 0.0, 0
+        episode_return, episode_length, steps = 0.0, 0, 0
+        diagnostics = EpisodeDiagnostics()
         log.info("actor %s streaming to %s (policy %s)", self.actor_id, self.endpoint, self.format)
         if self.config.transport.pace_actors:
             self._wait_for_learner(stop)
@@ -201,12 +207,11 @@ class Actor:
                 self._spool(self.chunks.add({**obs, "action": action, "reward": np.float32(reward)}), episode_id)
                 self.sender.poll()
                 if obs["is_last"]:
-                    self.counters["episodes"] += 1
-                    log.info("actor %s episode %d: return %.1f", self.actor_id, self.counters["episodes"],
-                             episode_return)
+                    self._end_episode(episode_return, episode_length, diagnostics)
                     obs, _ = self.env.reset()
                     episode_id = time.time_ns()
-                    action, reward, episode_return = zero_action(self.env.action_space), 0.0, 0.0
+                    action, reward, episode_return, episode_length = zero_action(self.env.action_space), 0.0, 0.0, 0
+                    diagnostics.clear()
                     continue
                 self._poll_policy()
                 if self.sender.should_wait:
@@ -223,8 +228,10 @@ class Actor:
                     action = random_action(self.env.action_space, self.rng)
                 else:
                     action = self.policy.act(obs)
-                obs, reward, _, _, _ = self.env.step(action)
+                obs, reward, _, _, info = self.env.step(action)
+                diagnostics.add(info)
                 episode_return += float(reward)
+                episode_length += 1
                 steps += 1
                 if self.status.due():
                     self.write_status()
@@ -232,6 +239,15 @@ class Actor:
             self._spool(self.chunks.take(), episode_id)
             self.drain()
         return dict(self.counters)
+
+    def _end_episode(self, episode_return: float, length: int, diagnostics: EpisodeDiagnostics) -> None:
+        self.counters["episodes"] += 1
+        steps = self.counters["steps_spooled"] + len(self.chunks.rows)
+        values = {"return": episode_return, "length": length,
+                  "policy_version": self.policy.version if self.policy else 0, **diagnostics.means()}
+        self.metrics.write("episode", steps, values)
+        extra = "".join(f", {k} {v:.3f}" for k, v in diagnostics.means().items())
+        log.info("actor %s episode %d: return %.1f%s", self.actor_id, self.counters["episodes"], episode_return, extra)
 
     def _wait_for_learner(self, stop: threading.Event | None) -> None:
         """With pacing on, the first step waits for the learner's first credit (later outages do not stop acting)."""
@@ -254,6 +270,7 @@ class Actor:
         self.write_status()
 
     def close(self) -> None:
+        self.metrics.close()
         self.sender.close()
         self.client.close()
         self.env.close()

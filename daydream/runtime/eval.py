@@ -8,6 +8,7 @@ from typing import Sequence
 from daydream.agent import Agent
 from daydream.config import config_from_dict
 from daydream.envs import make_env
+from daydream.runtime.acting import AgentActing
 from daydream.runtime.checkpoint import load_checkpoint
 from daydream.runtime.evaluate import EvalResult, evaluate
 from daydream.runtime.video import save_video
@@ -22,7 +23,7 @@ def run_eval(checkpoint: Path, episodes: int, video: str | None = None, override
     try:
         agent = Agent(config, env.observation_space, env.action_space)
         agent.load_state_dict(payload["agent"])
-        result = evaluate(agent, env, episodes, record_video=video is not None, seed=config.seed + 20_000)
+        result = evaluate(AgentActing(agent), env, episodes, record_video=video is not None, seed=config.seed + 20_000)
     finally:
         env.close()
     if video is not None:

@@ -1,13 +1,22 @@
-"""Evaluation episodes: run the agent's policy (mode, no exploration) and report returns."""
+"""Evaluation episodes: run a policy (its mode, no exploration) and report returns and diagnostics.
+
+The policy is anything with `act(obs, mode)` that keeps its own recurrent state (the
+torch agent through `AgentActing`, or the exported ONNX graph through `OnnxActing`), so
+a run's report can evaluate exactly the file a robot would run. Envs that put a
+`diagnostics` mapping in their step info (the robot tasks: forward velocity, uprightness)
+get its per-episode means reported too.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 import gymnasium as gym
 import numpy as np
 
-from daydream.agent import Agent
+if TYPE_CHECKING:
+    from daydream.runtime.acting import ActingPolicy
 
 
 @dataclass
@@ -15,10 +24,37 @@ class EvalResult:
     returns: list[float]
     lengths: list[int]
     frames: list[np.ndarray] = field(default_factory=list)
+    diagnostics: list[dict[str, float]] = field(default_factory=list)  # per episode: mean of each value
 
     @property
     def mean_return(self) -> float:
         return float(np.mean(self.returns)) if self.returns else float("nan")
+
+    def mean_diagnostics(self) -> dict[str, float]:
+        keys = sorted({k for d in self.diagnostics for k in d})
+        return {k: float(np.mean([d[k] for d in self.diagnostics if k in d])) for k in keys}
+
+
+class EpisodeDiagnostics:
+    """Running per-episode means of the numbers in `info["diagnostics"]`."""
+
+    def __init__(self) -> None:
+        self.sums: dict[str, float] = {}
+        self.count = 0
+
+    def add(self, info: dict[str, Any]) -> None:
+        values = info.get("diagnostics") if isinstance(info, dict) else None
+        if not values:
+            return
+        for key, value in values.items():
+            self.sums[key] = self.sums.get(key, 0.0) + float(value)
+        self.count += 1
+
+    def means(self) -> dict[str, float]:
+        return {k: v / self.count for k, v in self.sums.items()} if self.count else {}
+
+    def clear(self) -> None:
+        self.sums, self.count = {}, 0
 
 
 def batch_obs(obs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -36,21 +72,27 @@ def frame_of(env: gym.Env, obs: dict[str, np.ndarray]) -> np.ndarray | None:
     return None if frame is None else np.asarray(frame)
 
 
-def evaluate(agent: Agent, env: gym.Env, episodes: int, record_video: bool = False, seed: int | None = None) -> EvalResult:
+def evaluate(policy: "ActingPolicy", env: gym.Env, episodes: int, record_video: bool = False,
+             seed: int | None = None) -> EvalResult:
+    """Run `episodes` episodes with `policy.act(obs, mode="eval")`; frames of the first if `record_video`."""
     result = EvalResult([], [])
+    diagnostics = EpisodeDiagnostics()
     for episode in range(episodes):
         obs, _ = env.reset(seed=None if seed is None else seed + episode)
-        state, total, length, done = None, 0.0, 0, False
+        total, length, done = 0.0, 0, False
+        diagnostics.clear()
         while not done:
             if record_video and episode == 0:
                 frame = frame_of(env, obs)
                 if frame is not None:
                     result.frames.append(frame)
-            action, state = agent.policy(batch_obs(obs), state, mode="eval")
-            obs, reward, terminated, truncated, _ = env.step(action[0])
+            # is_first in the observation resets the policy's recurrent state at each episode start
+            obs, reward, terminated, truncated, info = env.step(policy.act(obs, mode="eval"))
+            diagnostics.add(info)
             total += float(reward)
             length += 1
             done = terminated or truncated
         result.returns.append(total)
         result.lengths.append(length)
+        result.diagnostics.append(diagnostics.means())
     return result

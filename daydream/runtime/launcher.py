@@ -86,6 +86,7 @@ class LocalRun:
             argv = cli_argv("actor", config_arg, [*sets, f"transport.actor_id={actor_id}", "train.progress=false"],
                             "--learner", learner_address, *(["--policy", policy] if policy else []))
             self.actors.append(Child(actor_id, argv, self.logdir / "actors" / f"{actor_id}.log"))
+        self.interrupted = False
 
     def run(self) -> int:
         """Start everything, supervise until the learner ends or Ctrl-C; returns the learner's exit code."""
@@ -101,6 +102,7 @@ class LocalRun:
                 for actor in self.actors:
                     self._supervise(actor)
         except KeyboardInterrupt:
+            self.interrupted = True
             log.warning("stopping: actors first (they spool and drain), then the learner (it checkpoints)")
         self.stop()
         return self.learner.process.returncode if code is None else code

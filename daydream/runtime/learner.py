@@ -19,25 +19,22 @@ import queue
 import threading
 import time
 from collections import deque
-from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
 
 from daydream.agent import Agent
-from daydream.config import Config, save_config_yaml
+from daydream.config import Config
 from daydream.envs import make_env
 from daydream.export.onnx_export import export_onnx
 from daydream.export.weights import acting_weights
-from daydream.replay import Replay
-from daydream.runtime.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
+from daydream.runtime.checkpoint import CHECKPOINT_NAME, save_checkpoint
 from daydream.runtime.learner_link import LearnerLink
 from daydream.runtime.metrics import MetricsWriter
 from daydream.runtime.policy_store import PolicyStore
 from daydream.runtime.status import STATUS_NAME, StatusFile
-from daydream.runtime.train import _progress, check_train_config, seed_everything
-from daydream.runtime.train_ratio import TrainRatio
+from daydream.runtime.run_dir import open_replay, open_run, progress_bar, train_ratio
 from daydream.transport.policy import PolicyUpdate
 
 log = logging.getLogger(__name__)
@@ -69,36 +66,22 @@ def check_chunk(chunk: dict[str, np.ndarray], spec: dict[str, tuple[tuple[int, .
 
 class Learner:
     def __init__(self, config: Config, resume: bool = False) -> None:
-        check_train_config(config)
         if config.transport.publish_every <= 0:
             raise ValueError(f"transport.publish_every must be positive, got {config.transport.publish_every}")
         self.config = config
-        self.logdir = Path(config.logdir)
-        ckpt = self.logdir / CHECKPOINT_NAME
-        if ckpt.exists() and not resume:
-            raise FileExistsError(f"{self.logdir} already holds a run; pass --resume to continue it or choose another logdir")
-        self.logdir.mkdir(parents=True, exist_ok=True)
-        save_config_yaml(config, self.logdir / "config.yaml")
-        if config.threads:
-            import torch
-
-            torch.set_num_threads(config.threads)
-        seed_everything(config.seed)
+        self.logdir, payload = open_run(config, resume)
         env = make_env(config.env, seed=config.seed, robot=config.robot)  # only for the spaces: the learner never steps an env
         self.obs_space, self.act_space = env.observation_space, env.action_space
         env.close()
         self.spec = chunk_spec(self.obs_space, self.act_space)
         self.agent = Agent(config, self.obs_space, self.act_space)
-        r = config.replay
-        self.replay = Replay(r.directory or self.logdir / "replay", r.capacity, r.chunk_size, r.batch_size,
-                             r.batch_length, seed=config.seed, max_open_files=r.max_open_files)
-        self.ratio = TrainRatio(config.train.train_ratio, r.batch_size * r.batch_length, config.train.prefill)
+        self.replay = open_replay(config, self.logdir)
+        self.ratio = train_ratio(config)
         self.metrics = MetricsWriter(self.logdir)
         self.status = StatusFile(self.logdir / STATUS_NAME, config.transport.status_every_s)
         self.store = PolicyStore(self.logdir / "policy")
         received = 0
-        if resume and ckpt.exists():
-            payload = load_checkpoint(ckpt)
+        if payload is not None:
             self.agent.load_state_dict(payload["agent"])
             received = int(payload.get("received_steps", 0))
         # chunks written after the last checkpoint are in replay but not in its counter
@@ -186,7 +169,7 @@ class Learner:
         self.link.start()
         log.info("learner listening for experience on %s and serving policies on %s", self.link.experience_endpoint,
                  self.link.policy_endpoint)
-        progress = _progress(cfg.steps, self.received_steps, cfg.progress)
+        progress = progress_bar(cfg.steps, self.received_steps, cfg.progress)
         shown = self.received_steps
         last_publish = self.agent.updates if self.policy_version else -tc.publish_every
         last = {"log": self.received_steps, "ckpt": self.received_steps}

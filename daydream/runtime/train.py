@@ -8,80 +8,41 @@ Layout of a run's logdir: `config.yaml` (the resolved config), `checkpoint.pt`,
 from __future__ import annotations
 
 import logging
-import random
 import time
 from collections import deque
-from pathlib import Path
 
 import numpy as np
-import torch
 
 from daydream.agent import Agent
-from daydream.config import Config, ConfigError, save_config_yaml
+from daydream.config import Config
 from daydream.envs import make_env
-from daydream.replay import Replay
-from daydream.runtime.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
+from daydream.envs.contract import random_action, zero_action
+from daydream.runtime.acting import AgentActing
+from daydream.runtime.checkpoint import CHECKPOINT_NAME, save_checkpoint
 from daydream.runtime.evaluate import batch_obs, evaluate
 from daydream.runtime.metrics import MetricsWriter
-from daydream.runtime.train_ratio import TrainRatio
+from daydream.runtime.run_dir import open_replay, open_run, progress_bar, train_ratio
 from daydream.runtime.video import save_video
 
 log = logging.getLogger(__name__)
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-
-
-def random_action(space, rng: np.random.Generator) -> np.ndarray:
-    """A uniformly random action under the env contract (one-hot for Discrete)."""
-    if hasattr(space, "n"):
-        return np.eye(int(space.n), dtype=np.float32)[rng.integers(int(space.n))]
-    return rng.uniform(-1.0, 1.0, space.shape).astype(np.float32)
-
-
-def zero_action(space) -> np.ndarray:
-    return np.zeros(int(space.n) if hasattr(space, "n") else space.shape, np.float32)
-
-
-def check_train_config(config: Config) -> None:
-    r, t = config.replay, config.train
-    if t.prefill < r.batch_length:
-        raise ConfigError(f"train.prefill ({t.prefill}) must be at least replay.batch_length ({r.batch_length}) so a batch can be sampled")
-    if t.train_ratio <= 0:
-        raise ConfigError(f"train.train_ratio must be positive, got {t.train_ratio}")
 
 
 class Trainer:
     """Owns the env, agent, replay and metrics of one run; `run()` trains to `train.steps`."""
 
     def __init__(self, config: Config, resume: bool = False) -> None:
-        check_train_config(config)
         self.config = config
-        self.logdir = Path(config.logdir)
-        ckpt = self.logdir / CHECKPOINT_NAME
-        if ckpt.exists() and not resume:
-            raise FileExistsError(f"{self.logdir} already holds a run; pass --resume to continue it or choose another logdir")
-        self.logdir.mkdir(parents=True, exist_ok=True)
-        save_config_yaml(config, self.logdir / "config.yaml")
-        if config.threads:
-            torch.set_num_threads(config.threads)
-        seed_everything(config.seed)
+        self.logdir, payload = open_run(config, resume)
         self.rng = np.random.default_rng(config.seed)
         self.env = make_env(config.env, seed=config.seed, robot=config.robot)
         self.eval_env = make_env(config.env, seed=config.seed + 10_000, robot=config.robot)
         self.agent = Agent(config, self.env.observation_space, self.env.action_space)
-        r = config.replay
-        self.replay = Replay(r.directory or self.logdir / "replay", r.capacity, r.chunk_size, r.batch_size, r.batch_length,
-                             seed=config.seed, max_open_files=r.max_open_files)
-        self.ratio = TrainRatio(config.train.train_ratio, r.batch_size * r.batch_length, config.train.prefill)
+        self.replay = open_replay(config, self.logdir)
+        self.ratio = train_ratio(config)
         self.metrics = MetricsWriter(self.logdir)
         self.env_steps = 0
         self.episodes = 0
-        if resume and ckpt.exists():
-            payload = load_checkpoint(ckpt)
+        if payload is not None:
             self.agent.load_state_dict(payload["agent"])
             self.env_steps, self.episodes = int(payload["env_steps"]), int(payload["episodes"])
             log.info("resumed %s at env step %d, update %d, replay holds %d steps", self.logdir, self.env_steps, self.agent.updates, len(self.replay))
@@ -103,7 +64,7 @@ class Trainer:
 
     def run(self) -> dict[str, float]:
         cfg = self.config.train
-        progress = _progress(cfg.steps, self.env_steps, cfg.progress)
+        progress = progress_bar(cfg.steps, self.env_steps, cfg.progress)
         obs, _ = self.env.reset(seed=self.config.seed + self.episodes)
         action = zero_action(self.env.action_space)
         reward, state = 0.0, None
@@ -179,8 +140,8 @@ class Trainer:
         return summary
 
     def evaluate(self, video: bool = False) -> dict[str, float]:
-        result = evaluate(self.agent, self.eval_env, self.config.train.eval_episodes, record_video=video)
-        summary = {"return": result.mean_return, "length": float(np.mean(result.lengths))}
+        result = evaluate(AgentActing(self.agent), self.eval_env, self.config.train.eval_episodes, record_video=video)
+        summary = {"return": result.mean_return, "length": float(np.mean(result.lengths)), **result.mean_diagnostics()}
         self.metrics.write("eval", self.env_steps, summary)
         log.info("eval at %d env steps: return %.1f", self.env_steps, summary["return"])
         if video and result.frames:
@@ -200,10 +161,3 @@ def train(config: Config, resume: bool = False) -> dict[str, float]:
         return trainer.run()
     finally:
         trainer.close()
-
-
-def _progress(total: int, initial: int, enabled: bool):
-    from tqdm import tqdm
-
-    return tqdm(total=total, initial=initial, disable=not enabled, unit="step", dynamic_ncols=True, smoothing=0.1)
-

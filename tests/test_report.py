@@ -1,0 +1,61 @@
+"""A run's report: the learning-curve PNG from learner and actor metrics, evaluation of the
+exported ONNX policy with the robot task's diagnostics, and exporting a policy from a
+checkpoint when a run (from `daydream train`) has none."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from daydream.agent import Agent
+from daydream.config import load_config, save_config_yaml
+from daydream.envs import make_env
+from daydream.runtime.checkpoint import CHECKPOINT_NAME, save_checkpoint
+from daydream.runtime.metrics import MetricsWriter
+from daydream.runtime.report import exported_policy, make_report, plot_learning_curve
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def a1_config(logdir):
+    return load_config("a1_walk", ["size=tiny", f"logdir={logdir}", "env.time_limit=15", "device=cpu",
+                                   "robot.driver_args={start: standing}"])
+
+
+def test_learning_curve_plots_returns_and_actor_diagnostics(tmp_path):
+    assert plot_learning_curve(tmp_path, tmp_path / "curve.png") is None  # no episodes yet: no plot
+    learner = MetricsWriter(tmp_path, tensorboard=False)
+    actor = MetricsWriter(tmp_path / "actors" / "actor-0", tensorboard=False)
+    for i in range(30):
+        learner.write("episode", 250 * (i + 1), {"return": float(i), "length": 250})
+        actor.write("episode", 250 * (i + 1), {"return": float(i), "length": 250, "forward_velocity": 0.01 * i})
+    learner.close(), actor.close()
+    path = plot_learning_curve(tmp_path, tmp_path / "curve.png")
+    assert path.read_bytes()[:8] == PNG_MAGIC and path.stat().st_size > 10_000
+
+
+def test_report_exports_a_checkpoint_and_evaluates_the_onnx_policy(tmp_path):
+    config = a1_config(tmp_path)
+    save_config_yaml(config, tmp_path / "config.yaml")
+    env = make_env(config.env, seed=0, robot=config.robot)
+    agent = Agent(config, env.observation_space, env.action_space)
+    env.close()
+    with pytest.raises(FileNotFoundError, match="neither an exported policy"):
+        exported_policy(tmp_path)
+    save_checkpoint(tmp_path / CHECKPOINT_NAME, {"agent": agent.state_dict(), "config": config.to_dict(),
+                                                 "policy_version": 0})
+    report = make_report(tmp_path, episodes=2, video=False)
+    assert (tmp_path / "policy" / "policy.onnx").is_file() and report.policy_version == 1
+    assert len(report.returns) == 2 and all(np.isfinite(report.returns))
+    # an untrained policy: whatever it does, the episode means are physical
+    assert -1.0 <= report.diagnostics["upright"] <= 1.0 and abs(report.diagnostics["forward_velocity"]) < 2.0
+    saved = json.loads((tmp_path / "report.json").read_text())
+    assert saved["policy_version"] == 1 and saved["video"] is None and saved["learning_curve"] is None
+    assert set(saved["diagnostics"]) == {"forward_velocity", "upright"}
+
+
+def test_report_of_a_missing_run_says_so(tmp_path):
+    with pytest.raises(FileNotFoundError, match="config.yaml"):
+        make_report(tmp_path)
