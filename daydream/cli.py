@@ -108,6 +108,15 @@ def cmd_report(args: argparse.Namespace) -> int:
     return _report(Path(args.logdir), args.episodes, video=not args.no_video)
 
 
+def cmd_launch(args: argparse.Namespace) -> int:
+    from daydream.ros.graph_run import GraphRun
+    from daydream.ros.launch_plan import make_plan
+
+    overrides = list(args.overrides) + ([f"logdir={args.logdir}"] if args.logdir else [])
+    plan = make_plan(args.config, overrides, sim=args.sim, learner=args.learner, backend="dds")
+    return GraphRun(plan, restart=not args.no_restart).run()
+
+
 def cmd_status(args: argparse.Namespace) -> int:
     from daydream.runtime.status import format_learner_status, read_status
 
@@ -172,6 +181,18 @@ def build_parser() -> argparse.ArgumentParser:
                    help="skip the report (learning curve, video, evaluation) after training")
     p.add_argument("--report-episodes", type=int, default=1, help="evaluation episodes of the report")
     p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("launch", help="run a robot's ROS 2 graph (robot_driver, robot_actor[, learner]) as processes "
+                                      "over Cyclone DDS, without ROS 2 (what `ros2 launch daydream ...` starts)")
+    p.add_argument("config", help="robot config: a YAML path or a name under configs/ (e.g. a1_walk)")
+    p.add_argument("--sim", action="store_true", help="the robot_driver runs the MuJoCo A1 instead of the config's driver")
+    p.add_argument("--learner", help="'local' to start a learner here, or the learner's tcp://HOST:PORT "
+                                     "(default: transport.learner)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config key in every process (repeatable)")
+    p.add_argument("--logdir", help="run directory (overrides the config's logdir)")
+    p.add_argument("--no-restart", action="store_true", help="do not restart a process that exits")
+    p.set_defaults(func=cmd_launch)
 
     p = sub.add_parser("status", help="show a learner's counters and its connected actors (rates, policy lag)")
     p.add_argument("logdir", help="the learner's run directory")

@@ -135,6 +135,18 @@ class RobotConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class RosConfig:
+    backend: Literal["auto", "rclpy", "dds"]
+    domain_id: int
+    namespace: str
+    publish_hz: float
+    sync_tolerance_s: float
+    command_type: Literal["array", "trajectory"]
+    sensor_timeout_s: float
+    status_every_s: float
+
+
+@dataclasses.dataclass(frozen=True)
 class CurveConfig:
     enabled: bool
     keys_dir: str
@@ -178,6 +190,7 @@ class Config:
     train: TrainConfig
     transport: TransportConfig
     robot: RobotConfig
+    ros: RosConfig
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -128,3 +128,16 @@ def replay_steps(logdir: Path) -> int:
 
 def spooled_steps(logdir: Path, *actor_ids: str) -> int:
     return sum(int(actor_status(logdir, a)["steps_spooled"]) for a in actor_ids)
+
+
+def wait_until_true(predicate: Callable[[], bool], timeout: float, what: str) -> None:
+    """Poll `predicate` (errors count as False: files may be mid-write) until true or fail after `timeout`."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if predicate():
+                return
+        except (KeyError, OSError, ValueError):
+            pass
+        time.sleep(0.1)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")

@@ -126,3 +126,13 @@ def test_return_normalizer_floor():
     norm = ReturnNormalizer(decay=0.0, low=5.0, high=95.0, floor=1.0)
     norm.update(torch.linspace(0, 0.1, 11))
     assert norm.scale().item() == 1.0  # small returns are not blown up
+
+
+def test_twohot_log_prob_equals_the_dense_two_hot_form():
+    from daydream.agent.math import symlog_bins, twohot_encode, twohot_log_prob
+
+    bins = symlog_bins(255, 20.0)
+    x = torch.cat([torch.randn(50) * 30, torch.tensor([-25.0, 25.0, 0.0]), bins[[0, 3, -1]]])  # incl. out of range, on bins
+    log_probs = torch.log_softmax(torch.randn(x.numel(), 255), -1)
+    dense = (twohot_encode(x, bins) * log_probs).sum(-1)
+    torch.testing.assert_close(twohot_log_prob(log_probs, x, bins), dense)

@@ -121,7 +121,7 @@ class Agent:
         with self._autocast():
             embed = self.wm.encoder(data)
             fixed = {k: torch.as_tensor(v, device=self.device) for k, v in (noise or {}).items()}
-            post, _ = self.wm.rssm.obs_step(latent, state["action"], embed, data["is_first"], noise=fixed.get("latent"))
+            post = self.wm.rssm.obs_step(latent, state["action"], embed, data["is_first"], noise=fixed.get("latent"))
             params = self.behavior.actor.dist_params(self.wm.rssm.feat(post))
             if mode == "explore":
                 action = self.behavior.actor.sample(params, fixed.get("action"))

@@ -102,8 +102,9 @@ class Behavior(nn.Module):
         critic_feat = targets["feat"]
         logits = self.critic.logits(critic_feat)
         slow = self.slow_critic.mean(self.slow_critic.logits(critic_feat)).detach()
-        critic_nll = -self.critic.log_prob(logits, targets["returns"])
-        critic_reg = -self.critic.log_prob(logits, slow)
+        log_probs = torch.log_softmax(logits, -1)
+        critic_nll = -self.critic.log_prob_of(log_probs, targets["returns"])
+        critic_reg = -self.critic.log_prob_of(log_probs, slow)
         critic_loss = (targets["weight"] * (critic_nll + cfg.slow_critic_reg * critic_reg)).mean()
         return critic_loss, {"critic_loss": critic_loss.detach()}
 

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from daydream.agent.math import symexp, symlog, symlog_bins, twohot_decode, twohot_encode
+from daydream.agent.math import symexp, symlog, symlog_bins, twohot_decode, twohot_log_prob
 from daydream.agent.nets import MLP, onehot_sample_st, unimix_probs, zero_init
 
 
@@ -34,7 +34,11 @@ class TwoHotHead(nn.Module):
         return symexp(twohot_decode(F.softmax(logits, -1), self.bins))
 
     def log_prob(self, logits: Tensor, target: Tensor) -> Tensor:
-        return (twohot_encode(symlog(target.float()), self.bins) * F.log_softmax(logits, -1)).sum(-1)
+        return self.log_prob_of(F.log_softmax(logits, -1), target)
+
+    def log_prob_of(self, log_probs: Tensor, target: Tensor) -> Tensor:
+        """`log_prob` from `log_softmax(logits)`: several targets can share one normalisation."""
+        return twohot_log_prob(log_probs, symlog(target.float()), self.bins)
 
 
 class ContinueHead(nn.Module):

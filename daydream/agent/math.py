@@ -47,7 +47,20 @@ def twohot_encode(x: Tensor, bins: Tensor) -> Tensor:
 
 def twohot_decode(probs: Tensor, bins: Tensor) -> Tensor:
     """The expected bin value under `probs` (last dim over bins), in the bins' space."""
-    return (probs * bins).sum(-1)
+    return probs @ bins.to(probs.dtype)
+
+
+def twohot_log_prob(log_probs: Tensor, x: Tensor, bins: Tensor) -> Tensor:
+    """`(twohot_encode(x, bins) * log_probs).sum(-1)` without building the dense two-hot:
+    the two bins that carry the weight are gathered (the critic's and reward's losses run
+    this over every imagined state, where the dense form dominated the CPU update)."""
+    x = x.clamp(bins[0], bins[-1])
+    above = torch.searchsorted(bins, x.contiguous().unsqueeze(-1), right=True).clamp(1, len(bins) - 1)
+    below = above - 1
+    lo, hi = bins[below].squeeze(-1), bins[above].squeeze(-1)
+    w_hi = ((x - lo) / (hi - lo)).clamp(0.0, 1.0)
+    picked = log_probs.gather(-1, torch.cat([below, above], -1))
+    return (1.0 - w_hi) * picked[..., 0] + w_hi * picked[..., 1]
 
 
 def lambda_returns(reward: Tensor, cont: Tensor, value: Tensor, discount: float, lambda_: float) -> Tensor:

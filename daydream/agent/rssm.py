@@ -89,19 +89,22 @@ class RSSM(nn.Module):
         stats = self._stats(self.prior_net(deter))
         return {"deter": deter, "stoch": self._mode(stats), **stats}
 
+    def _deter_step(self, state: State, action: Tensor) -> Tensor:
+        """The deterministic path: (h, z, a) -> h'."""
+        stoch = state["stoch"].reshape(*action.shape[:-1], -1)
+        return self.gru(self.img_in(torch.cat([stoch, action], -1)), state["deter"])
+
     def img_step(self, state: State, action: Tensor, noise: Tensor | None = None) -> State:
         """One step of the prior: (h, z, a) -> h' -> p(z' | h')."""
-        stoch = state["stoch"].reshape(*action.shape[:-1], -1)
-        x = self.img_in(torch.cat([stoch, action], -1))
-        deter = self.gru(x, state["deter"])
+        deter = self._deter_step(state, action)
         stats = self._stats(self.prior_net(deter))
         return {"deter": deter, "stoch": self._sample(stats, noise), **stats}
 
     def obs_step(
         self, state: State, action: Tensor, embed: Tensor, is_first: Tensor, noise: Tensor | None = None,
         init: State | None = None,
-    ) -> tuple[State, State]:
-        """One filter step; where `is_first` is set the state and action start afresh.
+    ) -> State:
+        """One filter step, the posterior state; where `is_first` is set the state and action start afresh.
 
         `init` is the initial state for this batch; pass it in when stepping in a loop.
         """
@@ -109,23 +112,26 @@ class RSSM(nn.Module):
         if init is None:
             init = self.initial(action.shape[0], action.device)
         state = {k: _restart(init[k], v, keep) for k, v in state.items()}
-        action = action * keep
-        prior = self.img_step(state, action)
-        stats = self._stats(self.post_net(torch.cat([prior["deter"], embed], -1)))
-        post = {"deter": prior["deter"], "stoch": self._sample(stats, noise), **stats}
-        return post, prior
+        deter = self._deter_step(state, action * keep)
+        stats = self._stats(self.post_net(torch.cat([deter, embed], -1)))
+        return {"deter": deter, "stoch": self._sample(stats, noise), **stats}
 
     def observe(self, embed: Tensor, action: Tensor, is_first: Tensor, state: State | None = None) -> tuple[State, State]:
-        """Filter a [B, T] sequence; returns posterior and prior states stacked on dim 1."""
+        """Filter a [B, T] sequence; returns the posterior states and the prior's statistics, stacked on dim 1.
+
+        The prior only enters the KL terms, which need its statistics and not a sample, so it
+        is computed once for all steps after the loop instead of inside it (one large matmul
+        instead of T small ones: the loop is launch-bound on CPUs and small GPUs alike).
+        """
         init = self.initial(embed.shape[0], embed.device)
         state = init if state is None else state
-        posts, priors = [], []
+        posts = []
         for t in range(embed.shape[1]):
-            state, prior = self.obs_step(state, action[:, t], embed[:, t], is_first[:, t], init=init)
+            state = self.obs_step(state, action[:, t], embed[:, t], is_first[:, t], init=init)
             posts.append(state)
-            priors.append(prior)
-        stack = lambda seq: {k: torch.stack([s[k] for s in seq], 1) for k in seq[0]}  # noqa: E731
-        return stack(posts), stack(priors)
+        post = {k: torch.stack([s[k] for s in posts], 1) for k in posts[0]}
+        prior = {"deter": post["deter"], **self._stats(self.prior_net(post["deter"]))}
+        return post, prior
 
 
 def _restart(init: Tensor, value: Tensor, keep: Tensor) -> Tensor:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import gymnasium as gym
 
@@ -30,12 +31,13 @@ def _check(config: EnvConfig) -> None:
         raise ValueError(f"env.obs must be one of {', '.join(DMC_OBS)} for the dmc backend, got '{config.obs}'")
 
 
-def make_env(config: EnvConfig, seed: int = 0, robot: RobotConfig | None = None) -> gym.Env:
+def make_env(config: EnvConfig, seed: int = 0, robot: RobotConfig | None = None, driver: Any = None) -> gym.Env:
     """Build `config.backend` under the env contract, seeded so the first reset is reproducible.
 
     Stack (inside out): backend, NormalizeActions (Box actions), ActionRepeat, TimeLimit
     (agent steps; replaces the backend's own limit when > 0), ContractAdapter, ResizeImage.
-    The `robot` backend needs the `robot` section (driver, safety layer, control rate).
+    The `robot` backend needs the `robot` section (driver, safety layer, control rate);
+    `driver` replaces the configured driver (see `make_robot_env`).
     """
     _check(config)
     task = config.task
@@ -52,7 +54,7 @@ def make_env(config: EnvConfig, seed: int = 0, robot: RobotConfig | None = None)
         if robot is None:
             raise ValueError("env.backend: robot needs the config's robot section; call make_env(config.env, seed, "
                              "robot=config.robot)")
-        env = make_robot_env(config.task, robot, seed)
+        env = make_robot_env(config.task, robot, seed, driver)
     elif config.backend == "gym":
         from daydream.envs.gym_env import make_gym
 
@@ -75,21 +77,36 @@ def make_env(config: EnvConfig, seed: int = 0, robot: RobotConfig | None = None)
     return env
 
 
-def make_robot_env(task: str, robot: RobotConfig, seed: int = 0) -> gym.Env:
-    """The robot env for `task`: the configured driver (not opened until the first reset) behind the safety layer."""
-    from daydream.drivers import make_driver
-    from daydream.drivers.safety import SafetyLayer
+def make_robot_env(task: str, robot: RobotConfig, seed: int = 0, driver: Any = None) -> gym.Env:
+    """The robot env for `task`: the configured driver (not opened until the first reset) behind the safety layer.
+
+    `driver` replaces the configured one as it is, without another safety layer: the robot
+    actor passes its view of the robot's topics, whose safety layer runs in the robot_driver node.
+    """
     from daydream.envs.robot import RobotEnv
     from daydream.envs.robot_tasks import make_task
 
-    args = dict(robot.driver_args)
-    # the env's seed and control rate reach drivers that take them, unless driver_args set them
-    for name, value in (("seed", seed), ("control_hz", robot.control_hz)):
-        if name not in args and _takes(robot.driver, name):
-            args[name] = value
-    driver = SafetyLayer(make_driver(robot.driver, args), robot.safety)
+    if driver is None:
+        driver = make_safe_driver(robot, seed)
     return RobotEnv(driver, make_task(task), robot.control_hz, action_scale=robot.action_scale, pacing=robot.pacing,
                     stale_timeout_s=robot.stale_timeout_s, reset_on_fall=robot.reset_on_fall, camera=robot.camera)
+
+
+def make_safe_driver(robot: RobotConfig, seed: int = 0) -> Any:
+    """The configured driver (not opened) behind the safety layer configured in `robot.safety`."""
+    from daydream.drivers import make_driver
+    from daydream.drivers.safety import SafetyLayer
+
+    return SafetyLayer(make_driver(robot.driver, driver_arguments(robot, seed)), robot.safety)
+
+
+def driver_arguments(robot: RobotConfig, seed: int = 0) -> dict[str, Any]:
+    """`robot.driver_args`, plus the seed, control rate and camera switch for drivers that take them (unless set there)."""
+    args = dict(robot.driver_args)
+    for name, value in (("seed", seed), ("control_hz", robot.control_hz), ("camera", robot.camera)):
+        if name not in args and _takes(robot.driver, name):
+            args[name] = value
+    return args
 
 
 def _takes(driver: str, argument: str) -> bool:

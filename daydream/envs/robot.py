@@ -111,6 +111,21 @@ class RobotEnv(gym.Env):
         info = {"reward_terms": self.last_terms, "diagnostics": self.task.diagnostics(sample)}
         return self._observation(sample), reward, False, truncated, info
 
+    def recover(self) -> bool:
+        """After a sensor fault: True (and the driver resumed) once fresh sensor data arrives again.
+
+        Callers retry until it returns True, then `reset()` to begin a new episode; the
+        driver's safe mode (and, on a robot, its watchdog) keeps the actuators safe meanwhile.
+        """
+        try:
+            sample = self.driver.read()
+        except DriverError:
+            return False
+        if self.driver.now() - sample.stamp > self.stale_timeout_s:
+            return False
+        self.driver.resume()
+        return True
+
     def render(self) -> np.ndarray | None:
         render = getattr(self.driver, "render", None)
         return render() if callable(render) else None

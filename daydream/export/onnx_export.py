@@ -37,7 +37,7 @@ class ActingGraph(nn.Module):
         obs = dict(zip(self.obs_keys, inputs[: len(self.obs_keys)]))
         deter, stoch, prev_action, is_first, latent_noise, action_noise = inputs[len(self.obs_keys):]
         embed = self.wm.encoder(obs)
-        post, _ = self.wm.rssm.obs_step({"deter": deter, "stoch": stoch}, prev_action, embed, is_first, noise=latent_noise)
+        post = self.wm.rssm.obs_step({"deter": deter, "stoch": stoch}, prev_action, embed, is_first, noise=latent_noise)
         params = self.actor.dist_params(self.wm.rssm.feat(post))
         action = self.actor.sample(params, action_noise)
         mode = self.actor.mode(params)

@@ -24,12 +24,14 @@ import socket
 import threading
 import time
 import zlib
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from daydream.config import Config
+from daydream.drivers import DriverError
 from daydream.envs import make_env
 from daydream.envs.contract import random_action, zero_action
 from daydream.runtime.acting import ActingPolicy, OnnxActing, TorchActing
@@ -79,7 +81,7 @@ class ChunkBuilder:
 
 class Actor:
     def __init__(self, config: Config, learner: str | None = None, policy: str | None = None,
-                 max_steps: int = 0) -> None:
+                 max_steps: int = 0, env: Any = None) -> None:
         tc = config.transport
         self.config = config
         self.actor_id = check_actor_id(tc.actor_id or default_actor_id())
@@ -93,7 +95,8 @@ class Actor:
         # a stable per-actor seed: actors with the same config explore differently
         seed = config.seed + zlib.crc32(self.actor_id.encode()) % 100_000
         self.rng = np.random.default_rng(seed)
-        self.env = make_env(config.env, seed=seed, robot=config.robot)
+        # `env`: an env built by the caller (the robot actor's view of the robot's ROS 2 topics)
+        self.env = env if env is not None else make_env(config.env, seed=seed, robot=config.robot)
         self._seed = seed
         self._agent = None
         if self.format == "torch":
@@ -124,6 +127,10 @@ class Actor:
         self.counters = self._load_counters()
         self.loaded_at: dict[str, float] = {}
         self.rejected_policies = 0
+        self.fault = ""  # the robot fault the actor is waiting out, if any
+        self._builder = ThreadPoolExecutor(max_workers=1, thread_name_prefix="policy-build")
+        self._building: Future | None = None  # the next policy, being built off the control loop
+        self._update_building: PolicyUpdate | None = None
         self.metrics = MetricsWriter(self.dir, tensorboard=False)  # JSONL only: no torch import on a robot
 
     # -- bookkeeping ---------------------------------------------------------------------
@@ -132,7 +139,7 @@ class Actor:
         """Lifetime counters from the last status, plus chunks spooled after it was written."""
         old = read_status(self.dir / STATUS_NAME)
         counters = {"steps_spooled": int(old.get("steps_spooled", 0)), "last_seq": int(old.get("last_seq", -1)),
-                    "episodes": int(old.get("episodes", 0))}
+                    "episodes": int(old.get("episodes", 0)), "faults": int(old.get("faults", 0))}
         # a crash between spooling a chunk and the next status write: the chunk is still in the spool
         # (nothing is acked before the next poll), so count it from there
         for seq in self.sender.spool.seqs():
@@ -155,7 +162,7 @@ class Actor:
             "role": "actor", "actor_id": self.actor_id, **self.counters,
             "policy_version": self.policy.version if self.policy else 0,
             "policy_loaded_at": self.loaded_at, "policies_rejected": self.rejected_policies,
-            "pending_chunks": self.sender.pending, "learner_alive": self.sender.learner_alive,
+            "pending_chunks": self.sender.pending, "learner_alive": self.sender.learner_alive, "fault": self.fault,
             "steps_per_s": self.sender.steps_per_s,
             "experience": self.sender.stats, "policy_link": self.client.stats,
         })
@@ -172,23 +179,42 @@ class Actor:
         return TorchActing(self._agent, update.weights, update.version)
 
     def _poll_policy(self) -> None:
-        update = self.client.poll()
-        if update is None:
-            return
-        try:
-            new = self._make_policy(update)
-        except Exception as exc:  # a verified but unusable policy (wrong spec) must not stop the robot
-            self.rejected_policies += 1
-            log.error("actor %s: policy version %d is unusable, keeping version %s: %s", self.actor_id,
-                      update.version, self.policy.version if self.policy else "none (random actions)", exc)
-            return
-        if self.policy is not None:
-            new.take_state(self.policy)
-        self.policy = new
-        self.sender.policy_version = new.version
-        self.loaded_at[str(new.version)] = time.time()
-        self.store.save(update, {"received_at": time.time()})
-        log.info("actor %s now acts with policy version %d", self.actor_id, new.version)
+        """Swap in a newly built policy if one is ready; start building the next one the learner offers.
+
+        Building (an onnxruntime session, or loading torch weights) takes a few hundred ms,
+        longer than a control period, so it runs on a worker thread: the control loop only
+        ever swaps a finished policy in, between two steps.
+        """
+        if self._building is not None and self._building.done():
+            update, future = self._update_building, self._building
+            self._building = self._update_building = None
+            try:
+                new = future.result()
+            except Exception as exc:  # a verified but unusable policy (wrong spec) must not stop the robot
+                self.rejected_policies += 1
+                log.error("actor %s: policy version %d is unusable, keeping version %s: %s", self.actor_id,
+                          update.version, self.policy.version if self.policy else "none (random actions)", exc)
+            else:
+                if self.policy is not None:
+                    new.take_state(self.policy)
+                self.policy = new
+                self.sender.policy_version = new.version
+                self.loaded_at[str(new.version)] = time.time()
+                self.store.save(update, {"received_at": time.time()})
+                log.info("actor %s now acts with policy version %d", self.actor_id, new.version)
+        if self._building is None:
+            update = self.client.poll()
+            if update is not None:
+                self._update_building = update
+                if self.format == "onnx":
+                    self._building = self._builder.submit(self._make_policy, update)
+                else:  # torch policies load into the one agent the current policy uses: swap in place, now
+                    self._building = Future()
+                    try:
+                        self._building.set_result(self._make_policy(update))
+                    except Exception as exc:
+                        self._building.set_exception(exc)
+                    self._poll_policy()
 
     # -- the loop ------------------------------------------------------------------------
 
@@ -228,7 +254,17 @@ class Actor:
                     action = random_action(self.env.action_space, self.rng)
                 else:
                     action = self.policy.act(obs)
-                obs, reward, _, _, info = self.env.step(action)
+                try:
+                    obs, reward, _, _, info = self.env.step(action)
+                except DriverError as exc:
+                    if not self._recover(exc, stop):
+                        raise
+                    # the interrupted episode stays as it is in replay; a new one starts
+                    obs, _ = self.env.reset()
+                    episode_id = time.time_ns()
+                    action, reward, episode_return, episode_length = zero_action(self.env.action_space), 0.0, 0.0, 0
+                    diagnostics.clear()
+                    continue
                 diagnostics.add(info)
                 episode_return += float(reward)
                 episode_length += 1
@@ -239,6 +275,37 @@ class Actor:
             self._spool(self.chunks.take(), episode_id)
             self.drain()
         return dict(self.counters)
+
+    def _recover(self, exc: DriverError, stop: threading.Event | None) -> bool:
+        """A robot fault mid-episode (stale sensors, a lost device): wait until the env recovers.
+
+        Returns False when the env cannot recover (no `recover()`: a fault there is fatal),
+        True once it has. Meanwhile the env's driver is in its safe mode (no commands), the
+        experience link keeps draining and policies keep arriving.
+        """
+        recover = getattr(self.env.unwrapped, "recover", None)
+        if not callable(recover):
+            return False
+        self.counters["faults"] += 1
+        self.fault = str(exc)
+        log.error("actor %s: %s; not commanding until the robot's sensors are fresh again", self.actor_id, exc)
+        self.write_status()
+        waited = time.monotonic()
+        while not recover():
+            if stop is not None and stop.is_set():
+                raise KeyboardInterrupt
+            self.sender.poll()
+            self._poll_policy()
+            if self.status.due():
+                self.write_status()
+            if time.monotonic() - waited > 10.0:
+                log.warning("actor %s: still waiting for fresh sensor data", self.actor_id)
+                waited = time.monotonic()
+            time.sleep(0.05)
+        log.warning("actor %s: sensors are fresh again; starting a new episode", self.actor_id)
+        self.fault = ""
+        self.write_status()
+        return True
 
     def _end_episode(self, episode_return: float, length: int, diagnostics: EpisodeDiagnostics) -> None:
         self.counters["episodes"] += 1
@@ -270,6 +337,7 @@ class Actor:
         self.write_status()
 
     def close(self) -> None:
+        self._builder.shutdown(wait=True, cancel_futures=True)
         self.metrics.close()
         self.sender.close()
         self.client.close()

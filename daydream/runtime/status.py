@@ -15,6 +15,7 @@ STATUS_NAME = "status.json"
 class StatusFile:
     def __init__(self, path: str | Path, every_s: float) -> None:
         self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
         self.every_s = every_s
         self._last = -float("inf")
 

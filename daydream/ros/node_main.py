@@ -1,0 +1,86 @@
+"""The command line shared by daydream's ROS 2 node executables.
+
+`--config` and `--set` select the same YAML config every other process reads (one source
+of truth); ROS 2's own arguments (`--ros-args ...`, added by `ros2 launch`/`ros2 run`)
+are left to the rclpy backend. The node spins until Ctrl-C or SIGTERM, then closes what
+it owns (a driver goes to its safe mode on close).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from daydream.config import Config, ConfigError, load_config
+from daydream.ros.port import Node, make_node
+
+log = logging.getLogger(__name__)
+
+
+def split_ros_args(argv: list[str]) -> tuple[list[str], list[str]]:
+    """(ours, ROS 2's): everything from `--ros-args` on belongs to ROS 2."""
+    if "--ros-args" in argv:
+        i = argv.index("--ros-args")
+        return argv[:i], argv[i:]
+    return argv, []
+
+
+def node_parser(role: str) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=role, description=f"daydream's {role} ROS 2 node")
+    parser.add_argument("--config", required=True, help="task config: a YAML path or a name under configs/")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a config key (repeatable)")
+    parser.add_argument("--logdir", help="run directory (overrides the config's logdir)")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    return parser
+
+
+def load_node_config(args: argparse.Namespace) -> Config:
+    overrides = list(args.overrides) + ([f"logdir={args.logdir}"] if args.logdir else [])
+    return load_config(args.config, overrides)
+
+
+def open_node(role: str, config: Config) -> Node:
+    return make_node(role, config.ros.backend, namespace=config.ros.namespace, domain_id=config.ros.domain_id)
+
+
+def stop_on_sigterm() -> None:
+    """SIGTERM (the launcher, systemd) stops a node like Ctrl-C does: it closes what it owns first."""
+    def handler(signum: int, frame: Any) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a second SIGTERM kills at once
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, handler)
+
+
+def run_node(role: str, build: Callable[[Config, Node], Any], argv: list[str] | None = None,
+             parser: argparse.ArgumentParser | None = None) -> int:
+    """Parse arguments, build the node with `build(config, node)` and spin it until stopped."""
+    ours, _ = split_ros_args(list(sys.argv[1:] if argv is None else argv))
+    args = (parser or node_parser(role)).parse_args(ours)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format=f"%(asctime)s {role} %(levelname)s %(name)s: %(message)s")
+    stop_on_sigterm()
+    try:
+        config = load_node_config(args)
+        node = open_node(role, config)
+    except (ConfigError, ValueError, FileNotFoundError, RuntimeError) as exc:
+        print(f"{role}: error: {exc}", file=sys.stderr)
+        return 2
+    owned = None
+    try:
+        owned = build(config, node)
+        log.info("%s up in namespace %s", role, node.namespace)
+        node.spin()
+    except KeyboardInterrupt:
+        log.info("%s stopping", role)
+    finally:
+        close = getattr(owned, "close", None)
+        if callable(close):
+            close()
+        node.destroy()
+    return 0

@@ -1,0 +1,112 @@
+"""The robot's graph end to end, sim only: `daydream launch a1_walk --sim --learner local`
+starts the MuJoCo A1 robot_driver, the robot_actor (env bridge + ONNX actor) and a learner
+as separate processes, talking over real Cyclone DDS on loopback and ZMQ. Experience
+reaches the learner and a new policy reaches the actor; killing the robot_actor makes
+the driver's watchdog put the robot in its safe mode (seen in the sim's commands);
+killing the robot_driver makes the actor report stale sensors and stop commanding; the
+launcher restarts both and the graph recovers."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+from daydream.ros import messages as m
+from daydream.ros.dds_backend import DdsNode
+from daydream.runtime.status import read_status
+from processes import REPO, free_port_pair, learner_status, wait_until_true
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(400)]
+
+
+def graph_overrides(logdir, port: int, domain: int) -> list[str]:
+    return [f"logdir={logdir}", "size=tiny", "threads=1", f"ros.domain_id={domain}", "ros.status_every_s=0.2",
+            f"transport.bind=tcp://127.0.0.1:{port}", "train.steps=0", "train.progress=false", "train.prefill=40",
+            "replay.batch_size=4", "replay.batch_length=16", "train.train_ratio=32", "train.log_every=100",
+            "transport.chunk_length=20", "transport.publish_every=5", "transport.status_every_s=0.2",
+            "transport.heartbeat_interval_s=0.2", "env.time_limit=100", "robot.driver_args={start: standing}",
+            "transport.actor_id=robot"]
+
+
+def test_launch_sim_graph_end_to_end_with_faults(tmp_path):
+    logdir, port, domain = tmp_path / "graph", free_port_pair(), random.randint(100, 230)
+    args = [sys.executable, "-m", "daydream.cli", "launch", "a1_walk", "--sim", "--learner", "local"]
+    for item in graph_overrides(logdir, port, domain):
+        args += ["--set", item]
+    out = open(tmp_path / "launch.log", "wb")
+    launcher = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, cwd=REPO, start_new_session=True)
+
+    def logs() -> str:
+        parts = [(tmp_path / "launch.log").read_text(errors="replace")[-2000:]]
+        for name in ("robot_driver", "robot_actor", "learner"):
+            path = logdir / "ros" / f"{name}.log"
+            if path.exists():
+                parts.append(f"--- {name}:\n" + path.read_text(errors="replace")[-2500:])
+        return "\n".join(parts)
+
+    def wait(predicate, timeout: float, what: str) -> None:
+        assert launcher.poll() is None, logs()
+        wait_until_true(predicate, timeout, f"{what}\n{logs()}")
+
+    actor_dir = logdir / "actors" / "robot"
+    driver_status = lambda: read_status(logdir / "ros" / "robot_driver")  # noqa: E731
+    try:
+        # experience reaches the learner, a learned policy reaches the actor, which commands the robot
+        wait(lambda: read_status(actor_dir).get("policy_version", 0) >= 1 and learner_status(logdir).get(
+            "received_steps", 0) >= 60, 200, "experience at the learner and a policy at the actor")
+        assert driver_status()["mode"] == "active" and driver_status()["commands"] > 0
+
+        # the actor dies: the robot's watchdog takes the actuators to damping and the sim's commands stop
+        pids = json.loads((logdir / "ros" / "pids.json").read_text())
+        os.kill(pids["robot_actor"], signal.SIGKILL)
+        wait(lambda: driver_status()["mode"] == "damping", 10, "the watchdog's safe mode")
+        status = driver_status()
+        assert status["safety"]["watchdog_trips"] >= 1 and status["driver"]["safe_mode_entries"] >= 1
+        writes = status["driver"]["writes"]
+        time.sleep(0.6)
+        assert driver_status()["driver"]["writes"] == writes  # no command reaches the sim's actuators
+
+        # the launcher restarts the actor; its commands bring the robot back
+        wait(lambda: driver_status()["mode"] == "active", 90, "the restarted actor commanding again")
+
+        # the driver dies: the actor reports stale sensors and stops commanding
+        with DdsNode("probe", "robot", domain_id=domain) as probe:
+            commands: list[float] = []
+            probe.create_subscription(m.Float64MultiArray, "joint_commands", lambda msg: commands.append(time.time()))
+            stop = threading.Event()
+            spinner = threading.Thread(target=probe.spin, args=(stop,), daemon=True)
+            spinner.start()
+            wait(lambda: len(commands) > 5, 20, "commands seen on /robot/joint_commands")
+            pids = json.loads((logdir / "ros" / "pids.json").read_text())
+            os.kill(pids["robot_driver"], signal.SIGKILL)
+            killed = time.time()
+            wait(lambda: "old" in read_status(actor_dir).get("fault", ""), 10, "the actor's stale-sensor fault")
+            faulted = time.time()
+            time.sleep(0.5)
+            assert not [t for t in commands if t > faulted + 0.05], "the actor kept commanding with stale sensors"
+            assert killed < faulted
+            stop.set()
+            spinner.join(2)
+        assert "stops commanding" in (logdir / "ros" / "robot_actor.log").read_text()
+
+        # the restarted driver publishes again; the actor recovers and acts on
+        wait(lambda: read_status(actor_dir).get("fault", "x") == "" and read_status(actor_dir)["faults"] >= 1, 90,
+             "the actor recovering after the driver's restart")
+    finally:
+        launcher.send_signal(signal.SIGINT)
+        try:
+            code = launcher.wait(120)
+        except subprocess.TimeoutExpired:
+            os.killpg(launcher.pid, signal.SIGKILL)
+            raise
+        out.close()
+    assert code == 0, logs()
+    assert (logdir / "checkpoint.pt").exists()  # the learner stopped cleanly
