@@ -228,3 +228,24 @@ def test_trajectory_commands_carry_the_observation_stamp_and_the_driver_measures
     assert latency["n"] == 1 and latency["p50_ms"] == pytest.approx(1000 * (bus.time - sample.stamp), abs=0.01)
     with pytest.raises(ValueError, match="array or trajectory"):
         TopicsDriver(actor_node, spec, sensor_topics(spec), command_type="twist")
+
+
+def test_bad_messages_on_the_actors_topics_are_logged_and_dropped(caplog):
+    bus, core, driver_node = driver_graph()
+    actor_node = FakeNode(bus, "robot_actor")
+    spec = core.driver.spec
+    view = TopicsDriver(actor_node, spec, sensor_topics(spec), tolerance_s=0.001)
+    run(bus, [driver_node.node, actor_node], 0.05)
+    good = view.read()
+    rogue = FakeNode(bus, "rogue").create_publisher(m.JointState, topics.JOINT_STATES.name)
+    with caplog.at_level(logging.WARNING):
+        rogue.publish(m.JointState(header=m.Header(stamp=m.stamp_to_time(bus.time + 1)), name=["a", "b"],
+                                   position=[0.0]))
+        rogue.publish(m.JointState(header=m.Header(stamp=m.stamp_to_time(1.0)), name=list(spec.actuator.joint_names),
+                                   position=[0.0] * 12))  # older than what arrived: out of order
+        actor_node.spin_once(0)
+    assert view.counters["bad_messages"] == 2 and view.health().details["dropped"] == {"joint_states": 2}
+    assert "2 names but 1 positions" in caplog.text and "out of order" in caplog.text
+    assert view.read().stamp == good.stamp  # the good data stands
+    with pytest.raises(ValueError, match="known"):
+        m.message_type("sensor_msgs/msg/LaserScan")
