@@ -211,7 +211,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def restore_sigint() -> None:
+    """Make Ctrl-C / SIGINT raise KeyboardInterrupt even if this process inherited it ignored.
+
+    A shell starts background jobs (`cmd &` in a script, nohup) with SIGINT ignored and
+    Python then keeps it ignored, so a launcher's SIGINT would never reach its children's
+    clean shutdown (spool, drain, checkpoint).
+    """
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
 def main(argv: list[str] | None = None) -> int:
+    restore_sigint()
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")

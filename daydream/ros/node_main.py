@@ -49,7 +49,12 @@ def open_node(role: str, config: Config) -> Node:
 
 
 def stop_on_sigterm() -> None:
-    """SIGTERM (the launcher, systemd) stops a node like Ctrl-C does: it closes what it owns first."""
+    """SIGTERM (the launcher, systemd) and SIGINT stop a node like Ctrl-C does: it closes what it owns first.
+
+    SIGINT gets Python's default handler back in case it was inherited ignored (background jobs).
+    """
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
     def handler(signum: int, frame: Any) -> None:
         signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a second SIGTERM kills at once
         raise KeyboardInterrupt
