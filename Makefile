@@ -49,7 +49,7 @@ run: setup
 	$(VENV)/bin/daydream run "$$@" $(ARGS)
 
 test: setup
-	$(VPY) -m pytest -q -p no:cacheprovider $(ARGS)
+	$(VPY) -m pytest -q -p no:cacheprovider -n 2 --dist load $(ARGS)
 
 clean-venv:
 	rm -rf $(VENV)

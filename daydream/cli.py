@@ -3,7 +3,8 @@
 `train` (one process) and `eval`; the asynchronous stack: `learner`, `actor`, `run`
 (a learner and N actors on this machine, then a report) and `keys` (CURVE keys for the
 links); `report` (learning curve, video and evaluation of a run's exported policy) and
-`status` (a running learner's counters).
+`status` (a running learner's counters); for new robots, `driver check` (the driver
+conformance kit) and `new-robot` (a driver, task, config and tests to start from).
 """
 
 from __future__ import annotations
@@ -140,6 +141,71 @@ def cmd_keys(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_driver_check(args: argparse.Namespace) -> int:
+    """Run the conformance kit against a driver; 0 if every check passes, 1 if one fails, 2 on usage errors."""
+    import dataclasses
+    import functools
+
+    import yaml
+
+    from daydream.drivers import DriverError, driver_class, make_driver
+    from daydream.drivers.conformance import CheckOptions, run_checks
+
+    if args.overrides and not args.config:
+        raise ValueError("--set overrides keys of a config: it needs --config")
+    try:
+        cls = driver_class(args.target)
+    except ValueError as exc:
+        hint = (" (is the folder holding that package on PYTHONPATH? e.g. `export PYTHONPATH=$PWD` there)"
+                if "cannot import" in str(exc) else "")
+        raise ValueError(f"{exc}{hint}") from exc
+    driver_args: dict = {}
+    options = CheckOptions()
+    if args.config:
+        from daydream.envs.factory import driver_arguments
+
+        config = load_config(args.config, args.overrides)
+        # the config's driver_args, seed, control rate and camera, for the driver under test
+        driver_args = driver_arguments(dataclasses.replace(config.robot, driver=args.target), config.seed)
+        # the safe mode the robot's watchdog will use, and the sample age its env will accept
+        options = CheckOptions(safe_mode=config.robot.safety.safe_mode, max_age_s=config.robot.stale_timeout_s)
+    for item in args.args:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"--arg {item!r} must look like key=value (the value is YAML, e.g. start=standing)")
+        driver_args[key.strip()] = yaml.safe_load(raw)
+    try:
+        make_driver(args.target, driver_args)  # fail here, once, if the arguments are wrong
+    except DriverError as exc:
+        raise ValueError(f"cannot construct driver {args.target} with {driver_args}: {exc}") from exc
+    target = f"{args.target} ({cls.__module__}:{cls.__qualname__}), args {driver_args}"
+    safety_log = logging.getLogger("daydream.drivers.safety")
+    level = safety_log.level
+    if not args.verbose:  # the watchdog check trips the safety layer on purpose; its warnings are noise here
+        safety_log.setLevel(logging.ERROR)
+    try:
+        report = run_checks(functools.partial(make_driver, args.target, driver_args), options,
+                            checks=args.only or None, target=target)
+    finally:
+        safety_log.setLevel(level)
+    print(report.format())
+    return 0 if report.ok else 1
+
+
+def cmd_new_robot(args: argparse.Namespace) -> int:
+    from daydream.drivers.scaffold import class_prefix, new_robot
+
+    for path in new_robot(args.name, args.dir):
+        print(f"wrote {path}")
+    name, prefix = args.name, class_prefix(args.name)
+    go = "" if Path(args.dir).resolve() == Path.cwd() else f"  cd {args.dir}\n"
+    print(f"next:\n{go}  export PYTHONPATH=$PWD\n"
+          f"  daydream driver check {name}.driver:{prefix}Driver --config configs/{name}.yaml\n"
+          f"  python -m pytest tests/test_{name}.py\n"
+          f"then fill in the HARDWARE blocks of {name}/driver.py: see docs/adding-a-robot.md")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="daydream", description="Dreamer world-model learning for robots.")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -203,6 +269,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--episodes", type=int, default=1, help="evaluation episodes (the video shows the first)")
     p.add_argument("--no-video", action="store_true", help="evaluate without rendering a video")
     p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("driver", help="robot driver tools: `driver check` runs the conformance kit against one")
+    driver_sub = p.add_subparsers(dest="driver_command", required=True)
+    c = driver_sub.add_parser("check", help="run the driver conformance kit; prints a report, exits 1 if a check "
+                                            "fails")
+    c.add_argument("target", help="the driver: a registry name (mujoco_a1), a `daydream.drivers` entry point, or "
+                                  "package.module:Class")
+    c.add_argument("--config", help="robot config (a YAML path or a name under configs/): the constructor "
+                                    "arguments come from robot.driver_args (plus seed, control_hz, camera where the "
+                                    "driver takes them) and the watchdog's safe mode from robot.safety.safe_mode")
+    c.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a key of --config (repeatable)")
+    c.add_argument("--arg", dest="args", action="append", default=[], metavar="KEY=VALUE",
+                   help="a driver constructor argument (YAML value), over the config's (repeatable)")
+    c.add_argument("--only", action="append", metavar="CHECK",
+                   help="run only this check (repeatable): spec, health, read, stamps, rate, command_shape, "
+                        "command_limits, close_reopen, safe_modes, watchdog")
+    c.set_defaults(func=cmd_driver_check)
+
+    p = sub.add_parser("new-robot", help="scaffold a robot: driver (with a simulated stand-in), task, config, tests")
+    p.add_argument("name", help="the robot's package name: a lowercase Python identifier, e.g. myarm")
+    p.add_argument("--dir", default=".", help="where to write NAME/, configs/ and tests/ (default: here)")
+    p.set_defaults(func=cmd_new_robot)
 
     p = sub.add_parser("keys", help="make CURVE keys for a learner and its actors")
     p.add_argument("--dir", default="keys", help="key folder (default: keys)")

@@ -11,6 +11,7 @@ from daydream.drivers.interface import Driver
 
 BUILTIN = {
     "mujoco_a1": "daydream.drivers.mujoco_a1:MuJoCoA1Driver",
+    "dynamixel_arm": "daydream.drivers.dynamixel.arm:DynamixelArm",
 }
 ENTRY_POINT_GROUP = "daydream.drivers"
 

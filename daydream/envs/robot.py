@@ -7,9 +7,9 @@ driver's clock as fast as possible, or sleeping to the next wall-clock tick on
 hardware), reads the sensors and checks them (every declared sensor present, declared
 shape, fresh), and returns the observation and the task's reward.
 
-Observations: `joint_position`, `joint_velocity`, `imu_orientation`,
-`imu_angular_velocity`, `foot_contact` (as 0/1 floats), `last_action`, and `image`
-when the driver has a camera and `robot.camera` is on. On any sensor fault the
+Observations: `joint_position`, `joint_velocity`, and where the driver declares them
+`imu_orientation`, `imu_angular_velocity`, `foot_contact` (as 0/1 floats); `last_action`;
+and `image` when the driver has a camera and `robot.camera` is on. On any sensor fault the
 actuators go to the safe mode before the error is raised.
 
 Episodes end on the time limit (a wrapper) only: hardware has no resets, and `reset()`
@@ -33,6 +33,7 @@ from daydream.envs.robot_tasks import Task
 log = logging.getLogger(__name__)
 
 VECTOR_SENSORS = ("joint_position", "joint_velocity", "imu_orientation", "imu_angular_velocity", "foot_contact")
+REQUIRED_SENSORS = ("joint_position", "joint_velocity")  # the rest are observed where the driver declares them
 
 
 class RobotEnv(gym.Env):
@@ -59,8 +60,14 @@ class RobotEnv(gym.Env):
         self.reset_on_fall = reset_on_fall and simulated
         self.pose = task.pose(spec).astype(np.float64)
         n = spec.actuator.size
+        declared = {s.name for s in spec.sensors}
+        missing = [name for name in REQUIRED_SENSORS if name not in declared]
+        if missing:
+            raise ValueError(f"driver {spec.name} declares no {missing} sensor(s); the robot env needs joint positions "
+                             "and velocities")
+        self.vector_sensors = tuple(name for name in VECTOR_SENSORS if name in declared)
         spaces = {}
-        for name in VECTOR_SENSORS:
+        for name in self.vector_sensors:
             s = spec.sensor(name)
             spaces[name] = gym.spaces.Box(-np.inf, np.inf, (int(np.prod(s.shape)),), np.float32)
         spaces["last_action"] = gym.spaces.Box(-1.0, 1.0, (n,), np.float32)
@@ -159,7 +166,7 @@ class RobotEnv(gym.Env):
         if age > self.stale_timeout_s:
             self._fault(f"sensor data is {age:.3f} s old (robot.stale_timeout_s={self.stale_timeout_s}): the sensors "
                         "stopped publishing or the driver lost the device")
-        for name in (*VECTOR_SENSORS, *(("image",) if self.camera else ())):
+        for name in (*self.vector_sensors, *(("image",) if self.camera else ())):
             s = self.spec_.sensor(name)
             value = sample.values.get(name)
             if value is None:
@@ -169,7 +176,7 @@ class RobotEnv(gym.Env):
         return sample
 
     def _observation(self, sample: SensorSample) -> dict[str, np.ndarray]:
-        obs = {name: np.asarray(sample.values[name], np.float32).reshape(-1) for name in VECTOR_SENSORS}
+        obs = {name: np.asarray(sample.values[name], np.float32).reshape(-1) for name in self.vector_sensors}
         obs["last_action"] = self._last_action.copy()
         if self.camera:
             obs["image"] = np.asarray(sample.values["image"], np.uint8)

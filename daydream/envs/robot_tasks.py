@@ -2,12 +2,14 @@
 
 A task reads a driver's `SensorSample` only (what a real robot measures, plus
 `base_velocity`, which hardware gets from a state estimator), so the same task runs on
-the MuJoCo A1 and on the robot.
+the MuJoCo A1 and on the robot. Configs name a task by its key in `TASKS` or, for a user's
+robot, as `package.module:Class` (`env.task: myarm.task:MyarmReach`).
 """
 
 from __future__ import annotations
 
 import abc
+import importlib
 
 import numpy as np
 
@@ -123,6 +125,19 @@ TASKS: dict[str, type[Task]] = {"a1_walk": A1Walk, "a1_stand": Stand}
 
 
 def make_task(name: str) -> Task:
-    if name not in TASKS:
-        raise ValueError(f"unknown robot task '{name}'; env.task must be one of {sorted(TASKS)} for env.backend: robot")
-    return TASKS[name]()
+    """The task `name`: a key of TASKS, or `package.module:Class` naming a Task subclass (a user's robot's task)."""
+    if name in TASKS:
+        return TASKS[name]()
+    if ":" not in name:
+        raise ValueError(f"unknown robot task '{name}'; env.task must be one of {sorted(TASKS)} or "
+                         f"'package.module:ClassName' for env.backend: robot")
+    module_name, _, class_name = name.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ValueError(f"robot task '{name}': cannot import module '{module_name}': {exc}") from exc
+    cls = getattr(module, class_name, None)
+    if not (isinstance(cls, type) and issubclass(cls, Task)):
+        raise ValueError(f"robot task '{name}': '{class_name}' in {module_name} is not a "
+                         "daydream.envs.robot_tasks.Task subclass")
+    return cls()
