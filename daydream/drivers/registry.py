@@ -3,11 +3,11 @@ point (group `daydream.drivers`, so a user's package can register its robot), or
 
 from __future__ import annotations
 
-import importlib
 from importlib.metadata import entry_points
 from typing import Any
 
 from daydream.drivers.interface import Driver
+from daydream.plugins import load_class
 
 BUILTIN = {
     "mujoco_a1": "daydream.drivers.mujoco_a1:MuJoCoA1Driver",
@@ -28,15 +28,7 @@ def driver_class(name: str) -> type[Driver]:
             known = sorted({*BUILTIN, *(ep.name for ep in entry_points(group=ENTRY_POINT_GROUP))})
             raise ValueError(f"unknown driver '{name}'; use one of {known} or 'package.module:ClassName'")
         target = name
-    module_name, _, class_name = target.partition(":")
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise ValueError(f"driver '{name}': cannot import module '{module_name}': {exc}") from exc
-    cls = getattr(module, class_name, None)
-    if not (isinstance(cls, type) and issubclass(cls, Driver)):
-        raise ValueError(f"driver '{name}': '{class_name}' in {module_name} is not a daydream.drivers.Driver subclass")
-    return cls
+    return load_class(target, Driver, "driver")
 
 
 def make_driver(name: str, args: dict[str, Any] | None = None) -> Driver:

@@ -37,7 +37,6 @@ import os
 import threading
 import time
 from collections.abc import Hashable, Sequence
-from typing import Any
 
 import serial
 from serial.tools import list_ports
@@ -404,6 +403,3 @@ class SerialLink:
             if time.monotonic() >= deadline:
                 self.counters["timeouts"] += 1
                 return got
-
-    def stats(self) -> dict[str, Any]:
-        return {**self.counters, "device": self.device, "connected": self._serial is not None}

@@ -9,11 +9,11 @@ robot, as `package.module:Class` (`env.task: myarm.task:MyarmReach`).
 from __future__ import annotations
 
 import abc
-import importlib
 
 import numpy as np
 
 from daydream.drivers import DriverSpec, SensorSample
+from daydream.plugins import load_class
 
 A1_LEGS = ("FR", "FL", "RR", "RL")
 A1_JOINTS = tuple(f"{leg}_{part}" for leg in A1_LEGS for part in ("hip", "thigh", "calf"))
@@ -131,13 +131,5 @@ def make_task(name: str) -> Task:
     if ":" not in name:
         raise ValueError(f"unknown robot task '{name}'; env.task must be one of {sorted(TASKS)} or "
                          f"'package.module:ClassName' for env.backend: robot")
-    module_name, _, class_name = name.partition(":")
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise ValueError(f"robot task '{name}': cannot import module '{module_name}': {exc}") from exc
-    cls = getattr(module, class_name, None)
-    if not (isinstance(cls, type) and issubclass(cls, Task)):
-        raise ValueError(f"robot task '{name}': '{class_name}' in {module_name} is not a "
-                         "daydream.envs.robot_tasks.Task subclass")
+    cls = load_class(name, Task, "robot task")
     return cls()
