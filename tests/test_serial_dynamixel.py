@@ -405,3 +405,32 @@ def test_servo_model_dynamics_and_access_rules():
     assert servo.write(int(A.GOAL_POSITION), dxl.to_bytes(3500, 4)) == ERR_DATA_LIMIT
     servo.advance(1.0)
     assert servo.position == pytest.approx(4000, abs=1e-6)             # limp: stays
+
+
+def test_example_config_runs_the_robot_env_on_the_emulated_arm():
+    """The example config is a config away from the robot env (and so the ROS graph): hold_pose on 4 servos."""
+    import yaml
+
+    from daydream.config import load_config
+    from daydream.envs import make_env
+
+    with EmulatedBus(ids=[1, 2, 3, 4]) as emulated:
+        args = yaml.safe_dump({**load_config("dynamixel_arm").robot.driver_args, "port": emulated.port,
+                               "usb_vid": None, "usb_pid": None}, default_flow_style=True).strip()
+        config = load_config("dynamixel_arm", [f"robot.driver_args={args}", "env.time_limit=10"])
+        env = make_env(config.env, seed=0, robot=config.robot)
+        try:
+            obs, _ = env.reset()
+            assert set(obs) >= {"joint_position", "joint_velocity", "last_action"} and "imu_orientation" not in obs
+            total, done = 0.0, False
+            while not done:
+                obs, reward, terminated, truncated, info = env.step(np.full(4, 0.2, np.float32))
+                total, done = total + reward, terminated or truncated
+            assert 0 < total <= 10 and set(info["reward_terms"]) == {"pose", "speed"}
+            arm = env.unwrapped.driver.driver  # under the safety layer
+            limits = config.robot.driver_args["position_limits"]
+            for k, i in enumerate([1, 2, 3, 4]):  # nothing outside the joint limits reached the bus
+                q = joint_angles(arm, k, [g for j, g in emulated.goals() if j == i])
+                assert np.all(q >= limits[k][0] - 1e-9) and np.all(q <= limits[k][1] + 1e-9)
+        finally:
+            env.close()

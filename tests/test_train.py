@@ -60,7 +60,7 @@ def test_tiny_agent_learns_pendulum(tmp_path):
 
 def test_train_eval_cli_and_resume_after_sigkill(tmp_path):
     logdir = tmp_path / "run"
-    common = ["--config", "pendulum_tiny", "--logdir", str(logdir), "--set", "train.progress=false",
+    common = ["--config", "pendulum_tiny", "--logdir", str(logdir), "--set", "train.progress=false", "--set", "threads=1",
               "--set", "train.prefill=300", "--set", "train.train_ratio=16", "--set", "train.checkpoint_every=300",
               "--set", "replay.chunk_size=100", "--set", "train.eval_episodes=0", "--set", "train.log_every=200"]
     proc = subprocess.Popen([sys.executable, "-m", "daydream.cli", "train", *common, "--set", "train.steps=100000"],

@@ -121,7 +121,40 @@ class Stand(A1Walk):
         return total, terms
 
 
-TASKS: dict[str, type[Task]] = {"a1_walk": A1Walk, "a1_stand": Stand}
+class HoldPose(Task):
+    """Any robot: move to the middle of every joint's range and hold it still. A first task for a new
+    robot (an arm, a leg on a stand): it checks the whole loop before a real task is written.
+
+    Reward in [0, 1] per step: 1 - mean normalised distance from the pose, minus a small
+    penalty on joint speed (normalised by 10 rad/s).
+    """
+
+    name = "hold_pose"
+    required_sensors = ("joint_position", "joint_velocity")
+
+    def __init__(self) -> None:
+        self._pose: np.ndarray | None = None
+        self._half_range: np.ndarray | None = None
+
+    def check(self, spec: DriverSpec) -> None:
+        super().check(spec)
+        low, high = spec.actuator.low_array(), spec.actuator.high_array()
+        self._pose, self._half_range = (low + high) / 2, np.maximum((high - low) / 2, 1e-6)
+
+    def pose(self, spec: DriverSpec) -> np.ndarray:
+        low, high = spec.actuator.low_array(), spec.actuator.high_array()
+        return (low + high) / 2
+
+    def reward(self, sample: SensorSample) -> tuple[float, dict[str, float]]:
+        assert self._pose is not None and self._half_range is not None, "call check(spec) first"
+        position = np.asarray(sample.values["joint_position"], np.float64)
+        speed = np.abs(np.asarray(sample.values["joint_velocity"], np.float64))
+        terms = {"pose": float(1.0 - np.mean(np.abs(position - self._pose) / self._half_range)),
+                 "speed": -0.1 * float(np.mean(np.minimum(speed / 10.0, 1.0)))}
+        return float(sum(terms.values())), terms
+
+
+TASKS: dict[str, type[Task]] = {"a1_walk": A1Walk, "a1_stand": Stand, "hold_pose": HoldPose}
 
 
 def make_task(name: str) -> Task:
