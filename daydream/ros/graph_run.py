@@ -23,7 +23,7 @@ from pathlib import Path
 from daydream.atomic import atomic_write_bytes
 from daydream.config import load_config
 from daydream.ros.launch_plan import LaunchPlan
-from daydream.runtime.launcher import Child, _tail
+from daydream.runtime.launcher import Child, log_tail
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +66,7 @@ class GraphRun:
         code = child.process.poll()
         if code is None or child.restarts > MAX_RESTARTS:
             return
-        tail = _tail(child.log_path)
+        tail = log_tail(child.log_path)
         if not self.restart or child.restarts == MAX_RESTARTS:
             log.error("%s exited with %s; not restarting it. Last lines of %s:\n%s", child.name, code, child.log_path,
                       tail)

@@ -111,7 +111,7 @@ class LocalRun:
         code = actor.process.poll()
         if code is None:
             return
-        tail = _tail(actor.log_path)
+        tail = log_tail(actor.log_path)
         if actor.restarts >= MAX_RESTARTS:
             if actor.restarts == MAX_RESTARTS:
                 log.error("%s exited with %s %d times; not restarting it again. Last lines of %s:\n%s", actor.name,
@@ -141,7 +141,7 @@ class LocalRun:
                     child.process.wait()
 
 
-def _tail(path: Path | None, lines: int = 15) -> str:
+def log_tail(path: Path | None, lines: int = 15) -> str:
     if path is None or not path.exists():
         return ""
     return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
