@@ -43,12 +43,13 @@ class Report:
     logdir: Path
     policy_version: int
     returns: list[float]
+    lengths: list[int]
     diagnostics: dict[str, float]
     curve: Path | None
     video: Path | None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"policy_version": self.policy_version, "returns": self.returns,
+        return {"policy_version": self.policy_version, "returns": self.returns, "lengths": self.lengths,
                 "mean_return": float(np.mean(self.returns)) if self.returns else None,
                 "diagnostics": self.diagnostics, "learning_curve": self.curve and self.curve.name,
                 "video": self.video and self.video.name, "written_at": time.time()}
@@ -176,7 +177,7 @@ def make_report(logdir: str | Path, episodes: int = 1, video: bool = True) -> Re
             video_path = save_video(frames, logdir / VIDEO_NAME, fps=fps)
         else:
             log.warning("the env rendered no frames (no renderer for backend %s); no video", config.env.backend)
-    report = Report(logdir, update.version, result.returns, result.mean_diagnostics(), curve, video_path)
+    report = Report(logdir, update.version, result.returns, result.lengths, result.mean_diagnostics(), curve, video_path)
     (logdir / REPORT_NAME).write_text(json.dumps(report.to_dict(), indent=1))
     return report
 
@@ -215,7 +216,8 @@ class _VideoFrames:
 
 def format_report(report: Report) -> str:
     lines = [f"report of {report.logdir} (policy version {report.policy_version})",
-             f"  evaluation return: {np.mean(report.returns):.1f} over {len(report.returns)} episode(s)"]
+             f"  evaluation return: {np.mean(report.returns):.1f} over {len(report.returns)} episode(s) of "
+             f"{np.mean(report.lengths):.0f} steps on average"]
     lines += [f"  {k}: {v:.3f} (episode mean)" for k, v in report.diagnostics.items()]
     for label, path in (("learning curve", report.curve), ("video", report.video)):
         lines.append(f"  {label}: {path if path else 'none'}")
