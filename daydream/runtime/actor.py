@@ -178,6 +178,12 @@ class Actor:
             raise ValueError("no torch weights in this policy")
         return TorchActing(self._agent, update.weights, update.version)
 
+    def _prepare(self, update: PolicyUpdate) -> ActingPolicy:
+        """Build a received policy and cache it on disk (both slow: off the control loop for ONNX)."""
+        policy = self._make_policy(update)
+        self.store.save(update, {"received_at": time.time()})
+        return policy
+
     def _poll_policy(self) -> None:
         """Swap in a newly built policy if one is ready; start building the next one the learner offers.
 
@@ -200,18 +206,17 @@ class Actor:
                 self.policy = new
                 self.sender.policy_version = new.version
                 self.loaded_at[str(new.version)] = time.time()
-                self.store.save(update, {"received_at": time.time()})
                 log.info("actor %s now acts with policy version %d", self.actor_id, new.version)
         if self._building is None:
             update = self.client.poll()
             if update is not None:
                 self._update_building = update
                 if self.format == "onnx":
-                    self._building = self._builder.submit(self._make_policy, update)
+                    self._building = self._builder.submit(self._prepare, update)
                 else:  # torch policies load into the one agent the current policy uses: swap in place, now
                     self._building = Future()
                     try:
-                        self._building.set_result(self._make_policy(update))
+                        self._building.set_result(self._prepare(update))
                     except Exception as exc:
                         self._building.set_exception(exc)
                     self._poll_policy()
