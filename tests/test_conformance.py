@@ -196,9 +196,8 @@ def test_a_hardware_like_driver_passes_on_the_wall_clock():
 
 
 def test_the_dynamixel_arm_passes_on_the_emulated_bus():
-    pytest.importorskip("serial")
-    arm = pytest.importorskip("daydream.drivers.dynamixel.arm")
-    emulator = pytest.importorskip("daydream.drivers.dynamixel.emulator")
+    from daydream.drivers.dynamixel import arm, emulator
+
     with emulator.EmulatedBus(ids=[1, 2, 3]) as bus:
         factory = functools.partial(arm.DynamixelArm, ids=[1, 2, 3], port=bus.port, position_limits=[-1.5, 1.5])
         report = run_checks(factory, target="dynamixel_arm on EmulatedBus")
@@ -332,7 +331,7 @@ def test_new_robot_writes_clean_files_and_refuses_to_overwrite(tmp_path, capsys)
     assert "class MyBotDriver(SimulatedDriver):" in driver and "HARDWARE" in driver and "$" not in driver
     assert "task: my_bot.task:MyBotReach" in (tmp_path / "configs/my_bot.yaml").read_text()
 
-    pyflakes = pytest.importorskip("pyflakes.api")
+    import pyflakes.api as pyflakes  # a test dependency: the scaffold must be lint-clean
     from pyflakes.reporter import Reporter
 
     class Collect:

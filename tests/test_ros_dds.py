@@ -19,7 +19,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-pytest.importorskip("cyclonedds", reason="cyclonedds is the DDS backend of daydream.ros")
 
 from cyclonedds.domain import DomainParticipant  # noqa: E402
 from cyclonedds.pub import DataWriter  # noqa: E402

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-mujoco = pytest.importorskip("mujoco")
+import mujoco  # noqa: E402
 
 from daydream.drivers import Command, DriverError, make_driver  # noqa: E402
 from daydream.drivers.mujoco_a1 import JOINT_NAMES, STANDING_POSE, MuJoCoA1Driver  # noqa: E402
