@@ -24,7 +24,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-from processes import Proc, actor_status, free_port_pair, learner_status, wait_until  # noqa: E402
+from processes import actor_status, free_port_pair, learner_status, start, wait_until  # noqa: E402
 
 
 def measure(tmp: Path, mode: str, args: argparse.Namespace) -> dict[str, object]:
@@ -34,8 +34,8 @@ def measure(tmp: Path, mode: str, args: argparse.Namespace) -> dict[str, object]
                  f"train.prefill={args.prefill}", "transport.status_every_s=0.5", "transport.publish_every=20",
                  f"transport.pace_actors={'true' if mode == 'paced' else 'false'}",
                  f"threads={args.learner_threads}"]
-    learner = _start(tmp, f"{mode}-learner", "learner", args.config, overrides)
-    actor = _start(tmp, f"{mode}-actor", "actor", args.config, overrides, "--id", "bench", "--policy", "onnx")
+    learner = start(tmp / f"{mode}-learner.log", "learner", args.config, overrides)
+    actor = start(tmp / f"{mode}-actor.log", "actor", args.config, overrides, "--id", "bench", "--policy", "onnx")
     try:
         wait_until(lambda: actor_status(logdir, "bench").get("policy_version", 0) >= 1, 900, "a first policy",
                    learner, actor)
@@ -54,13 +54,6 @@ def measure(tmp: Path, mode: str, args: argparse.Namespace) -> dict[str, object]
             "learner_received_steps_per_s": round((l1["received_steps"] - l0["received_steps"]) / dt, 1),
             "learner_updates_per_s": round((l1["updates"] - l0["updates"]) / dt, 2),
             "policy_versions_seen": a1["policy_version"] - a0["policy_version"] + 1}
-
-
-def _start(tmp: Path, name: str, command: str, config: str, overrides: list[str], *extra: str) -> Proc:
-    argv = [command, "--config", config]
-    for item in overrides:
-        argv += ["--set", item]
-    return Proc(tmp / f"{name}.log", *argv, *extra).start()
 
 
 def main() -> None:

@@ -22,7 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-from processes import Proc, actor_status, free_port_pair, learner_status, wait_until  # noqa: E402
+from processes import actor_status, free_port_pair, learner_status, start, wait_until  # noqa: E402
 
 
 def main() -> None:
@@ -40,8 +40,8 @@ def main() -> None:
                      "train.prefill=100", "replay.batch_size=4", "replay.batch_length=16", "train.train_ratio=16",
                      "transport.chunk_length=16", f"transport.publish_every={args.publish_every}",
                      "transport.status_every_s=0.2"]
-        lrn = _start(tmp, "learner", args.config, overrides)
-        act = _start(tmp, "actor", args.config, overrides, "--id", "bench")
+        lrn = start(tmp / "learner.log", "learner", args.config, overrides)
+        act = start(tmp / "actor.log", "actor", args.config, overrides, "--id", "bench")
         try:
             wait_until(lambda: actor_status(logdir, "bench").get("policy_version", 0) >= 1, 600, "a first policy", lrn, act)
             time.sleep(args.seconds)
@@ -62,13 +62,6 @@ def main() -> None:
         "fetch_s_max": round(max(fetch), 3), "export_to_use_s_p50": round(statistics.median(total), 3),
         "export_to_use_s_max": round(max(total), 3), "policy_request_interval_s": 0.25,
     }))
-
-
-def _start(tmp: Path, command: str, config: str, overrides: list[str], *extra: str) -> Proc:
-    args = [command, "--config", config]
-    for item in overrides:
-        args += ["--set", item]
-    return Proc(tmp / f"{command}.log", *args, *extra).start()
 
 
 if __name__ == "__main__":

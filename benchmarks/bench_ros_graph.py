@@ -49,9 +49,9 @@ def measure(tmp: Path, rate: float, seconds: float) -> dict[str, object]:
     try:
         wait_until_true(lambda: actor().get("policy_version", 0) >= 1, 600, f"a policy at rate {rate}")
         time.sleep(2.0)  # the latency window then holds policy steps only
-        d0, a0, t0 = driver(), actor(), time.time()
+        d0, t0 = driver(), time.time()
         time.sleep(seconds)
-        d1, a1, t1 = driver(), actor(), time.time()
+        d1, t1 = driver(), time.time()
     finally:
         launcher.send_signal(signal.SIGINT)
         try:

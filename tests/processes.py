@@ -85,18 +85,20 @@ class Proc:
         return self.log_path.read_text(errors="replace")[-4000:] if self.log_path.exists() else ""
 
 
-def learner(tmp: Path, overrides: list[str], *extra: str, name: str = "learner") -> Proc:
-    args = ["learner", "--config", "pendulum_tiny"]
+def start(log_path: Path, command: str, config: str, overrides: list[str], *extra: str) -> Proc:
+    """`daydream COMMAND --config CONFIG --set ... EXTRA` in its own process, logging to `log_path`."""
+    args = [command, "--config", config]
     for item in overrides:
         args += ["--set", item]
-    return Proc(tmp / f"{name}.log", *args, *extra).start()
+    return Proc(log_path, *args, *extra).start()
+
+
+def learner(tmp: Path, overrides: list[str], *extra: str, name: str = "learner") -> Proc:
+    return start(tmp / f"{name}.log", "learner", "pendulum_tiny", overrides, *extra)
 
 
 def actor(tmp: Path, overrides: list[str], actor_id: str, *extra: str) -> Proc:
-    args = ["actor", "--config", "pendulum_tiny", "--id", actor_id]
-    for item in overrides:
-        args += ["--set", item]
-    return Proc(tmp / f"{actor_id}.log", *args, *extra).start()
+    return start(tmp / f"{actor_id}.log", "actor", "pendulum_tiny", overrides, "--id", actor_id, *extra)
 
 
 def wait_until(predicate: Callable[[], bool], timeout: float, what: str, *procs: Proc) -> None:

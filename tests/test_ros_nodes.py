@@ -111,7 +111,7 @@ def test_bad_sensor_messages_are_rejected_with_a_reason(a1):
 def test_commands_from_both_message_types(a1):
     spec = a1.spec
     target = np.linspace(-0.1, 0.1, 12)
-    np.testing.assert_allclose(command_from_array(command_message(target, spec.actuator.joint_names), spec), target)
+    np.testing.assert_allclose(command_from_array(command_message(target), spec), target)
     with pytest.raises(BadMessage, match="11 values"):
         command_from_array(m.Float64MultiArray(data=[0.0] * 11), spec)
     with pytest.raises(BadMessage, match="non-finite"):
@@ -151,7 +151,7 @@ def test_driver_node_applies_commands_and_its_watchdog_takes_over(caplog):
     commands = operator.create_publisher(m.Float64MultiArray, topics.JOINT_COMMANDS.name)
     estop = operator.create_publisher(m.Bool, topics.ESTOP.name)
     target = core.driver.spec.actuator.low_array() * 0 + np.array([0.0, 0.9, -1.8] * 4)
-    run(bus, [driver_node.node], 0.1, before_tick=lambda: commands.publish(command_message(target, ())))
+    run(bus, [driver_node.node], 0.1, before_tick=lambda: commands.publish(command_message(target)))
     assert core.mode() == "active" and core.counters["commands"] >= 9
     assert len(bus.published["/robot/joint_states"]) == 10 and bus.published["/robot/safety_mode"][0].data == "active"
     # bad commands are logged and dropped; the robot keeps its last target
@@ -165,13 +165,13 @@ def test_driver_node_applies_commands_and_its_watchdog_takes_over(caplog):
     assert core.mode() == "damping" and core.driver.counters["watchdog_trips"] == 1
     assert bus.published["/robot/safety_mode"][-1].data.startswith("damping")
     # commands come back: active again; the e-stop latches until cleared
-    run(bus, [driver_node.node], 0.05, before_tick=lambda: commands.publish(command_message(target, ())))
+    run(bus, [driver_node.node], 0.05, before_tick=lambda: commands.publish(command_message(target)))
     assert core.mode() == "active"
     estop.publish(m.Bool(data=True))
-    run(bus, [driver_node.node], 0.05, before_tick=lambda: commands.publish(command_message(target, ())))
+    run(bus, [driver_node.node], 0.05, before_tick=lambda: commands.publish(command_message(target)))
     assert core.mode() == "estop" and bus.published["/robot/safety_mode"][-1].data.startswith("estop")
     estop.publish(m.Bool(data=False))
-    run(bus, [driver_node.node], 0.05, before_tick=lambda: commands.publish(command_message(target, ())))
+    run(bus, [driver_node.node], 0.05, before_tick=lambda: commands.publish(command_message(target)))
     assert core.mode() == "active"
     driver_node.close()
     assert core.mode() == "closed"

@@ -23,7 +23,7 @@ import threading
 from daydream.config import Config, ConfigError
 from daydream.drivers import DriverError, DriverSpec, driver_class
 from daydream.ros.conversions import sensor_topics
-from daydream.ros.node_main import load_node_config, node_parser, open_node, split_ros_args, stop_on_sigterm
+from daydream.ros.node_main import load_node_config, node_parser, open_node, start_node
 from daydream.ros.topics_driver import TopicsDriver
 
 log = logging.getLogger(__name__)
@@ -56,11 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--learner", help="the learner's address tcp://HOST:PORT (default: transport.learner)")
     parser.add_argument("--policy", choices=["onnx", "torch"], help="policy runtime (default: transport.policy)")
     parser.add_argument("--id", help="actor id (default: transport.actor_id, else the hostname)")
-    ours, _ = split_ros_args(list(sys.argv[1:] if argv is None else argv))
-    args = parser.parse_args(ours)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(asctime)s robot_actor %(levelname)s %(name)s: %(message)s")
-    stop_on_sigterm()
+    args = start_node("robot_actor", parser, argv)
     try:
         config = load_node_config(args)
         if args.id:

@@ -212,7 +212,8 @@ class SampleAssembler:
 
 # -- commands ------------------------------------------------------------------------------
 
-def command_message(position: np.ndarray, joint_names: tuple[str, ...]) -> Any:
+def command_message(position: np.ndarray) -> Any:
+    """Joint targets as a Float64MultiArray (in the driver's joint order: the message has no names)."""
     position = np.asarray(position, np.float64).reshape(-1)
     layout = m.MultiArrayLayout(dim=[m.MultiArrayDimension(label="joints", size=position.size, stride=position.size)],
                                 data_offset=0)

@@ -115,7 +115,7 @@ class DriverNode:
         from daydream.runtime.status import StatusFile
 
         self.node, self.core = node, core
-        self.publishers = {name: node.create_publisher(m.message_type(_TYPES[name]), name, SENSOR_QOS)
+        self.publishers = {name: node.create_publisher(m.message_type(topics.TYPE_OF[name]), name, SENSOR_QOS)
                            for name in core.topics}
         self.mode_publisher = node.create_publisher(m.String, topics.SAFETY_MODE.name, LATCHED_QOS)
         node.create_subscription(m.Float64MultiArray, topics.JOINT_COMMANDS.name, core.on_command, DEFAULT_QOS)
@@ -144,8 +144,6 @@ class DriverNode:
         if self.status is not None and self.status.due():
             self.status.write(self.core.status())
 
-
-_TYPES = {t.name: t.type for t in topics.ALL_TOPICS}
 
 
 def build(config: Config, node: Node) -> DriverNode:

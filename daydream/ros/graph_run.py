@@ -6,7 +6,7 @@ over ZMQ as always. Each process logs to `<logdir>/ros/<name>.log`, and
 `<logdir>/ros/pids.json` names their process ids (for monitoring and fault drills).
 
 A process that exits is restarted (a robot_driver that crashed should come back, and
-the actor recovers once its sensors are fresh), up to `MAX_RESTARTS` times. Ctrl-C
+the actor recovers once its sensors are fresh), up to `launcher.MAX_RESTARTS` times. Ctrl-C
 stops the actor first (it spools and drains its experience), then the driver (its
 actuators go to their safe mode on close), then the learner (it checkpoints).
 """
@@ -23,11 +23,10 @@ from pathlib import Path
 from daydream.atomic import atomic_write_bytes
 from daydream.config import load_config
 from daydream.ros.launch_plan import LaunchPlan
-from daydream.runtime.launcher import Child, log_tail
+from daydream.runtime.launcher import Child
 
 log = logging.getLogger(__name__)
 
-MAX_RESTARTS = 5
 STOP_ORDER = ("robot_actor", "robot_driver", "learner")
 
 
@@ -52,8 +51,8 @@ class GraphRun:
         try:
             while True:
                 time.sleep(0.5)
-                for child in self.children.values():
-                    self._supervise(child)
+                if any([c.restart_if_exited(self.restart) for c in self.children.values()]):
+                    self._write_pids()
                 if all(c.process.poll() is not None for c in self.children.values()):
                     log.error("every process of the graph has exited")
                     return 1
@@ -61,22 +60,6 @@ class GraphRun:
             log.warning("stopping: the actor first (it drains), then the driver (safe mode), then the learner")
         self.stop()
         return 0
-
-    def _supervise(self, child: Child) -> None:
-        code = child.process.poll()
-        if code is None or child.restarts > MAX_RESTARTS:
-            return
-        tail = log_tail(child.log_path)
-        if not self.restart or child.restarts == MAX_RESTARTS:
-            log.error("%s exited with %s; not restarting it. Last lines of %s:\n%s", child.name, code, child.log_path,
-                      tail)
-            child.restarts = MAX_RESTARTS + 1
-            return
-        child.restarts += 1
-        log.warning("%s exited with %s; restarting it (%d/%d). Last lines of %s:\n%s", child.name, code,
-                    child.restarts, MAX_RESTARTS, child.log_path, tail)
-        child.start()
-        self._write_pids()
 
     def _write_pids(self) -> None:
         pids = {name: c.process.pid for name, c in self.children.items() if c.process is not None}

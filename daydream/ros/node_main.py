@@ -62,14 +62,20 @@ def stop_on_sigterm() -> None:
     signal.signal(signal.SIGTERM, handler)
 
 
-def run_node(role: str, build: Callable[[Config, Node], Any], argv: list[str] | None = None,
-             parser: argparse.ArgumentParser | None = None) -> int:
-    """Parse arguments, build the node with `build(config, node)` and spin it until stopped."""
+def start_node(role: str, parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
+    """What every node executable does first: our arguments (ROS 2's left aside), logging, signals."""
     ours, _ = split_ros_args(list(sys.argv[1:] if argv is None else argv))
-    args = (parser or node_parser(role)).parse_args(ours)
+    args = parser.parse_args(ours)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format=f"%(asctime)s {role} %(levelname)s %(name)s: %(message)s")
     stop_on_sigterm()
+    return args
+
+
+def run_node(role: str, build: Callable[[Config, Node], Any], argv: list[str] | None = None,
+             parser: argparse.ArgumentParser | None = None) -> int:
+    """Parse arguments, build the node with `build(config, node)` and spin it until stopped."""
+    args = start_node(role, parser or node_parser(role), argv)
     try:
         config = load_node_config(args)
         node = open_node(role, config)

@@ -40,3 +40,4 @@ SAFETY_MODE = Topic("safety_mode", "std_msgs/msg/String", "latched", "robot_driv
 
 SENSOR_TOPICS = (JOINT_STATES, IMU, FOOT_CONTACTS, BASE_VELOCITY)
 ALL_TOPICS = (*SENSOR_TOPICS, IMAGE, JOINT_COMMANDS, JOINT_TRAJECTORY, ESTOP, SAFETY_MODE)
+TYPE_OF = {t.name: t.type for t in ALL_TOPICS}  # topic name -> ROS 2 message type

@@ -29,8 +29,6 @@ from daydream.ros.port import DEFAULT_QOS, SENSOR_QOS, Node
 
 log = logging.getLogger(__name__)
 
-_MESSAGE_CLASSES = {t.name: t.type for t in topics.ALL_TOPICS}
-
 
 class TopicsDriver(Driver):
     def __init__(self, node: Node, spec: DriverSpec, sensor_topics: tuple[str, ...], tolerance_s: float = 0.005,
@@ -44,7 +42,7 @@ class TopicsDriver(Driver):
         topic = topics.JOINT_COMMANDS if command_type == "array" else topics.JOINT_TRAJECTORY
         self._publisher = node.create_publisher(m.message_type(topic.type), topic.name, DEFAULT_QOS)
         for name in sensor_topics:
-            node.create_subscription(m.message_type(_MESSAGE_CLASSES[name]), name, self._callback(name), SENSOR_QOS)
+            node.create_subscription(m.message_type(topics.TYPE_OF[name]), name, self._callback(name), SENSOR_QOS)
         self._mode = "closed"
         self._reason = ""
         self.counters = {"commands_sent": 0, "commands_withheld": 0, "bad_messages": 0, "messages": 0}
@@ -103,7 +101,7 @@ class TopicsDriver(Driver):
             return
         position = np.asarray(command.position)
         if self.command_type == "array":
-            self._publisher.publish(command_message(position, self.spec.actuator.joint_names))
+            self._publisher.publish(command_message(position))
         else:  # the header carries the stamp of the observation it was computed from: the driver measures latency
             self._publisher.publish(trajectory_message(position, self.spec.actuator.joint_names, self._last_stamp))
         self.counters["commands_sent"] += 1

@@ -129,8 +129,7 @@ class Actor:
         self.rejected_policies = 0
         self.fault = ""  # the robot fault the actor is waiting out, if any
         self._builder = ThreadPoolExecutor(max_workers=1, thread_name_prefix="policy-build")
-        self._building: Future | None = None  # the next policy, being built off the control loop
-        self._update_building: PolicyUpdate | None = None
+        self._building: tuple[PolicyUpdate, Future] | None = None  # the next policy, built off the control loop
         self.metrics = MetricsWriter(self.dir, tensorboard=False)  # JSONL only: no torch import on a robot
 
     # -- bookkeeping ---------------------------------------------------------------------
@@ -188,38 +187,41 @@ class Actor:
         """Swap in a newly built policy if one is ready; start building the next one the learner offers.
 
         Building (an onnxruntime session, or loading torch weights) takes a few hundred ms,
-        longer than a control period, so it runs on a worker thread: the control loop only
-        ever swaps a finished policy in, between two steps.
+        longer than a control period, so ONNX policies are built on a worker thread: the
+        control loop only ever swaps a finished policy in, between two steps.
         """
-        if self._building is not None and self._building.done():
-            update, future = self._update_building, self._building
-            self._building = self._update_building = None
-            try:
-                new = future.result()
-            except Exception as exc:  # a verified but unusable policy (wrong spec) must not stop the robot
-                self.rejected_policies += 1
-                log.error("actor %s: policy version %d is unusable, keeping version %s: %s", self.actor_id,
-                          update.version, self.policy.version if self.policy else "none (random actions)", exc)
-            else:
-                if self.policy is not None:
-                    new.take_state(self.policy)
-                self.policy = new
-                self.sender.policy_version = new.version
-                self.loaded_at[str(new.version)] = time.time()
-                log.info("actor %s now acts with policy version %d", self.actor_id, new.version)
+        if self._building is not None and self._building[1].done():
+            update, future = self._building
+            self._building = None
+            self._swap_in(update, future)
         if self._building is None:
             update = self.client.poll()
-            if update is not None:
-                self._update_building = update
-                if self.format == "onnx":
-                    self._building = self._builder.submit(self._prepare, update)
-                else:  # torch policies load into the one agent the current policy uses: swap in place, now
-                    self._building = Future()
-                    try:
-                        self._building.set_result(self._prepare(update))
-                    except Exception as exc:
-                        self._building.set_exception(exc)
-                    self._poll_policy()
+            if update is None:
+                return
+            if self.format == "onnx":
+                self._building = (update, self._builder.submit(self._prepare, update))
+            else:  # torch policies load into the one agent the current policy uses: swap in place, now
+                future: Future = Future()
+                try:
+                    future.set_result(self._prepare(update))
+                except Exception as exc:
+                    future.set_exception(exc)
+                self._swap_in(update, future)
+
+    def _swap_in(self, update: PolicyUpdate, built: Future) -> None:
+        try:
+            new = built.result()
+        except Exception as exc:  # a verified but unusable policy (wrong spec) must not stop the robot
+            self.rejected_policies += 1
+            log.error("actor %s: policy version %d is unusable, keeping version %s: %s", self.actor_id,
+                      update.version, self.policy.version if self.policy else "none (random actions)", exc)
+            return
+        if self.policy is not None:
+            new.take_state(self.policy)
+        self.policy = new
+        self.sender.policy_version = new.version
+        self.loaded_at[str(new.version)] = time.time()
+        log.info("actor %s now acts with policy version %d", self.actor_id, new.version)
 
     # -- the loop ------------------------------------------------------------------------
 

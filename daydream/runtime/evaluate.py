@@ -62,8 +62,9 @@ def batch_obs(obs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     return {k: np.asarray(v)[None] for k, v in obs.items()}
 
 
-def frame_of(env: gym.Env, obs: dict[str, np.ndarray]) -> np.ndarray | None:
-    if "image" in obs:
+def frame_of(env: gym.Env, obs: dict[str, np.ndarray], render: bool = False) -> np.ndarray | None:
+    """A video frame: the observed image, or (with `render`, or without one) the env's render()."""
+    if "image" in obs and not render:
         return np.asarray(obs["image"])
     try:
         frame = env.render()
@@ -73,8 +74,9 @@ def frame_of(env: gym.Env, obs: dict[str, np.ndarray]) -> np.ndarray | None:
 
 
 def evaluate(policy: "ActingPolicy", env: gym.Env, episodes: int, record_video: bool = False,
-             seed: int | None = None) -> EvalResult:
-    """Run `episodes` episodes with `policy.act(obs, mode="eval")`; frames of the first if `record_video`."""
+             seed: int | None = None, render: bool = False) -> EvalResult:
+    """Run `episodes` episodes with `policy.act(obs, mode="eval")`; frames of the first if `record_video`
+    (the observed image, or the env's render() with `render`: a robot's tracking camera at video size)."""
     result = EvalResult([], [])
     diagnostics = EpisodeDiagnostics()
     for episode in range(episodes):
@@ -83,7 +85,7 @@ def evaluate(policy: "ActingPolicy", env: gym.Env, episodes: int, record_video: 
         diagnostics.clear()
         while not done:
             if record_video and episode == 0:
-                frame = frame_of(env, obs)
+                frame = frame_of(env, obs, render)
                 if frame is not None:
                     result.frames.append(frame)
             # is_first in the observation resets the policy's recurrent state at each episode start

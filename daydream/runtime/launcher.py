@@ -50,6 +50,24 @@ class Child:
         if self.process is not None and self.process.poll() is None:
             self.process.send_signal(sig)
 
+    def restart_if_exited(self, allowed: bool = True) -> bool:
+        """If the process has exited: restart it (up to MAX_RESTARTS times, and only if `allowed`),
+        logging the tail of its log either way. Returns whether it was restarted."""
+        code = self.process.poll() if self.process is not None else None
+        if code is None or self.restarts > MAX_RESTARTS:
+            return False
+        tail = log_tail(self.log_path)
+        if not allowed or self.restarts == MAX_RESTARTS:
+            log.error("%s exited with %s; not restarting it%s. Last lines of %s:\n%s", self.name, code,
+                      f" again after {MAX_RESTARTS} restarts" if allowed else "", self.log_path, tail)
+            self.restarts = MAX_RESTARTS + 1  # said once; never restarted again
+            return False
+        self.restarts += 1
+        log.warning("%s exited with %s; restarting it (%d/%d). Last lines of %s:\n%s", self.name, code, self.restarts,
+                    MAX_RESTARTS, self.log_path, tail)
+        self.start()
+        return True
+
     def wait(self, timeout: float) -> int | None:
         """Wait for exit; SIGKILL after `timeout`. Returns the exit code."""
         if self.process is None:
@@ -100,28 +118,12 @@ class LocalRun:
                 time.sleep(0.5)
                 code = self.learner.process.poll()
                 for actor in self.actors:
-                    self._supervise(actor)
+                    actor.restart_if_exited()
         except KeyboardInterrupt:
             self.interrupted = True
             log.warning("stopping: actors first (they spool and drain), then the learner (it checkpoints)")
         self.stop()
         return self.learner.process.returncode if code is None else code
-
-    def _supervise(self, actor: Child) -> None:
-        code = actor.process.poll()
-        if code is None:
-            return
-        tail = log_tail(actor.log_path)
-        if actor.restarts >= MAX_RESTARTS:
-            if actor.restarts == MAX_RESTARTS:
-                log.error("%s exited with %s %d times; not restarting it again. Last lines of %s:\n%s", actor.name,
-                          code, MAX_RESTARTS + 1, actor.log_path, tail)
-                actor.restarts += 1
-            return
-        actor.restarts += 1
-        log.warning("%s exited with code %s; restarting it (%d/%d). Last lines of %s:\n%s", actor.name, code,
-                    actor.restarts, MAX_RESTARTS, actor.log_path, tail)
-        actor.start()
 
     def stop(self) -> None:
         """Actors first, then the learner; a second Ctrl-C kills whatever is still running."""

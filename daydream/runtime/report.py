@@ -163,14 +163,12 @@ def make_report(logdir: str | Path, episodes: int = 1, video: bool = True) -> Re
     update = exported_policy(logdir)
     policy = OnnxActing(update.onnx, threads=config.transport.policy_threads, seed=config.seed)
     env = make_env(config.env, seed=config.seed + 30_000, robot=config.robot)
-    frames: list[np.ndarray] = []
     try:
-        if video:
-            env = _VideoFrames(env, frames)
-        result = evaluate(policy, env, episodes, seed=config.seed + 30_000)
+        result = evaluate(policy, env, episodes, record_video=video, seed=config.seed + 30_000, render=True)
     finally:
         env.close()
     video_path = None
+    frames = result.frames
     if video:
         if frames:
             fps = int(round(config.robot.control_hz)) if config.env.backend == "robot" else 30
@@ -180,38 +178,6 @@ def make_report(logdir: str | Path, episodes: int = 1, video: bool = True) -> Re
     report = Report(logdir, update.version, result.returns, result.lengths, result.mean_diagnostics(), curve, video_path)
     (logdir / REPORT_NAME).write_text(json.dumps(report.to_dict(), indent=1))
     return report
-
-
-class _VideoFrames:
-    """Wraps an env so every observation of the first episode also yields a rendered frame."""
-
-    def __init__(self, env: Any, frames: list[np.ndarray]) -> None:
-        self.env, self.frames, self._episodes = env, frames, 0
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.env, name)
-
-    def reset(self, **kwargs: Any):
-        out = self.env.reset(**kwargs)
-        self._episodes += 1
-        self._grab()
-        return out
-
-    def step(self, action: np.ndarray):
-        out = self.env.step(action)
-        self._grab()
-        return out
-
-    def _grab(self) -> None:
-        if self._episodes != 1:
-            return
-        try:
-            frame = self.env.render()  # a robot env renders its driver's tracking camera at video size
-        except Exception as exc:  # backends without rendering: no video, not a failed report
-            log.debug("no frame: %s", exc)
-            frame = None
-        if frame is not None:
-            self.frames.append(np.asarray(frame, np.uint8))
 
 
 def format_report(report: Report) -> str:
