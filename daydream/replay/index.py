@@ -1,10 +1,15 @@
 """The in-memory index of what a replay holds: chunks, grouped into tracks.
 
-A *track* is a run of chunks of one stream whose steps are consecutive, so a
+A *track* is a run of chunks of one stream whose indices are consecutive, so a
 sampled sequence may cross any chunk boundary inside a track but never leaves it.
-A stream usually is a single track; it splits only where a chunk is missing on
-disk (a gap in the chunk indices, e.g. a corrupt file that was skipped), because
-stitching across the hole would fabricate a transition that never happened.
+A chunk's index is its position in the stream: the producer's sequence number for
+chunks that arrive over the network (which may arrive out of order, after resends
+and restarts), else the next free index. Chunks are placed by index, not by arrival:
+a chunk joins the track that ends just before it and/or the one that starts just
+after it, and a chunk with neither neighbour starts a track of its own. So a stream
+splits wherever a chunk is missing (not arrived yet, dropped by the producer, or a
+corrupt file skipped on load), because stitching across the hole would fabricate a
+transition that never happened; a late chunk that fills the hole merges the tracks.
 
 The index holds no step data for chunks on disk (only their file layout); chunks
 that are not on disk yet carry their arrays in `ram`.
@@ -63,15 +68,56 @@ class Track:
 
 @dataclasses.dataclass(eq=False)
 class Stream:
-    """One producer's data: its tracks (the last one receives new steps) and in-progress chunk."""
+    """One producer's data: its tracks in index order and its in-progress chunk.
+
+    The in-progress steps (`buffer`) become the chunk at `next_index`, so they continue
+    the last track when that track ends at `next_index - 1`; otherwise the last track
+    is an empty one that they start.
+    """
 
     name: str
     next_index: int = 0
     tracks: list[Track] = dataclasses.field(default_factory=list)
+    held: dict[int, Chunk] = dataclasses.field(default_factory=dict)  # index -> chunk
     buffer: dict[str, np.ndarray] | None = None  # preallocated [chunk_size, ...] arrays
     fill: int = 0  # steps written into `buffer`
 
-    def start_track(self) -> None:
-        """Make later chunks start a new track (their data does not follow the last chunk's)."""
-        if not self.tracks or self.tracks[-1].chunks:
-            self.tracks.append(Track(self.name))
+    def place(self, chunk: Chunk) -> bool:
+        """Insert `chunk` by its index; returns False if it starts a track of its own (no neighbour held)."""
+        index = chunk.name.index
+        if index in self.held:
+            raise ValueError(f"stream {self.name!r} already holds chunk index {index}")
+        before = next((t for t in self.tracks if t.chunks and t.chunks[-1].name.index == index - 1), None)
+        after = next((t for t in self.tracks if t.chunks and t.chunks[0].name.index == index + 1), None)
+        if before is not None:
+            before.chunks.append(chunk)
+            if after is not None:  # the missing piece between two tracks: one track again
+                before.chunks.extend(after.chunks)
+                self.tracks.remove(after)
+            before.reindex()
+        elif after is not None:
+            after.chunks.insert(0, chunk)
+            after.reindex()
+        else:
+            track = Track(self.name)
+            track.append(chunk)
+            self.tracks.append(track)
+        self.held[index] = chunk
+        self.next_index = max(self.next_index, index + 1)
+        self._order()
+        return before is not None or after is not None
+
+    def remove(self, track: Track, chunk: Chunk) -> None:
+        """Forget an evicted chunk (already popped from `track`)."""
+        if self.held.get(chunk.name.index) is chunk:
+            del self.held[chunk.name.index]
+        if not track.chunks:
+            self.tracks.remove(track)
+        self._order()
+
+    def _order(self) -> None:
+        # Tracks sorted by their first index, then one track for the in-progress steps to extend.
+        full = sorted((t for t in self.tracks if t.chunks), key=lambda t: t.chunks[0].name.index)
+        if not full or full[-1].chunks[-1].name.index != self.next_index - 1:
+            full.append(Track(self.name))
+        self.tracks = full

@@ -110,19 +110,26 @@ class Replay:
         if sealed is not None:
             self._write(sealed)
 
-    def add_chunk(self, chunk: Mapping[str, np.ndarray], stream: str, name: str | None = None) -> Path:
+    def add_chunk(self, chunk: Mapping[str, np.ndarray], stream: str, name: str | None = None,
+                  position: int | None = None) -> Path:
         """Write a chunk of consecutive steps ([N, ...] arrays) of `stream` durably and make it sampleable.
 
-        It follows the stream's previous chunk (the stream's in-progress steps, if any,
-        are written first). When returning, the chunk is on disk (fsync'd), so a
+        `position` is the chunk's place in its stream (a producer's sequence number:
+        consecutive positions hold consecutive steps). Chunks are ordered by it, not by
+        arrival, and no sampled sequence crosses a position that has not arrived. Without
+        it the chunk follows the stream's previous chunk (the stream's in-progress steps,
+        if any, are written first). When returning, the chunk is on disk (fsync'd), so a
         network learner may acknowledge it. `name` is an optional producer-chosen id;
-        adding a chunk whose (stream, name) is already held does not store it twice
-        and returns the existing file, so a producer can resend a chunk whose
-        acknowledgement was lost.
+        adding a chunk whose (stream, name) or (stream, position) is already held does
+        not store it twice and returns the existing file, so a producer can resend a
+        chunk whose acknowledgement was lost.
         """
         check_id(stream, "stream id")
         if name is not None:
             check_id(name, "chunk name")
+        if position is not None and (isinstance(position, bool) or not isinstance(position, (int, np.integer))
+                                     or position < 0):
+            raise ValueError(f"chunk position must be a non-negative integer, got {position!r}")
         with self._lock:
             self._check_open()
             spec = self._spec if self._spec is not None else Spec.of_chunk(chunk)
@@ -130,7 +137,10 @@ class Replay:
             if length > self.capacity:
                 raise ValueError(f"chunk of {length} steps does not fit in the replay capacity of {self.capacity} steps; split it")
             self._spec = spec
+            s = self._stream(stream)
             existing = self._labels.get((stream, name)) if name is not None else None
+            if existing is None and position is not None:
+                existing = s.held.get(int(position))
             if existing is not None:
                 to_write = self._resend(existing)
                 if not to_write:
@@ -138,11 +148,13 @@ class Replay:
                     return existing.path
                 new = existing
             else:
-                s = self._stream(stream)
                 to_write = [self._seal(s)] if s.fill else []
                 # A copy, so the producer may reuse its arrays while a sample still reads ours.
-                new = Chunk(self._new_name(s, length, name), ram={k: np.array(v, copy=True) for k, v in arrays.items()})
-                self._register(s, new)
+                new = Chunk(self._new_name(s, length, name, position),
+                            ram={k: np.array(v, copy=True) for k, v in arrays.items()})
+                if not self._register(s, new) and position is not None and len(s.held) > 1:
+                    log.info("replay stream %r: chunk %d arrived without its neighbours; it starts a separate "
+                             "track until they arrive", stream, position)
                 to_write.append(new)
                 if name is not None:
                     self._labels[(stream, name)] = new
@@ -273,17 +285,17 @@ class Replay:
             s = self._streams[name] = Stream(name, tracks=[Track(name)])
         return s
 
-    def _new_name(self, s: Stream, length: int, label: str | None = None) -> ChunkName:
-        name = ChunkName(self._next_seq, s.name, s.next_index, length, label)
+    def _new_name(self, s: Stream, length: int, label: str | None = None, position: int | None = None) -> ChunkName:
+        name = ChunkName(self._next_seq, s.name, s.next_index if position is None else int(position), length, label)
         self._next_seq += 1
-        s.next_index += 1
         return name
 
-    def _register(self, s: Stream, chunk: Chunk) -> None:
-        s.tracks[-1].append(chunk)
+    def _register(self, s: Stream, chunk: Chunk) -> bool:
+        joined = s.place(chunk)
         self._chunks += 1
         self._steps += chunk.length
         self._claim(chunk)
+        return joined
 
     def _claim(self, chunk: Chunk) -> None:
         chunk.writing = True
@@ -350,8 +362,7 @@ class Replay:
             chunk.evicted = True
             if not chunk.writing:  # a writer still reads ram; it drops it when done
                 chunk.ram = None
-            if not track.chunks and track is not s.tracks[-1]:
-                s.tracks.remove(track)
+            s.remove(track, chunk)
             self._steps -= chunk.length
             self._chunks -= 1
             self._evicted_steps += chunk.length
@@ -405,26 +416,23 @@ class Replay:
                 continue
             self._spec = spec
             found.append(Chunk(name, path=path, layout=layout, nbytes=path.stat().st_size))
+        # Each stream's next_index already counts skipped files, so if its newest chunk(s) were
+        # skipped, new data does not follow the last chunk held (place() leaves an empty last track).
         for chunk in sorted(found, key=lambda c: (c.name.stream, c.name.index)):
             s = self._streams[chunk.name.stream]
-            last = s.tracks[-1].chunks[-1] if s.tracks[-1].chunks else None
-            if last is not None and chunk.name.index != last.name.index + 1:
-                log.warning("replay stream %r is missing chunk(s) %d..%d; sequences will not cross the gap",
-                            s.name, last.name.index + 1, chunk.name.index - 1)
-                s.tracks.append(Track(s.name))
-            s.tracks[-1].chunks.append(chunk)
+            if chunk.name.index in s.held:
+                self._skipped_files += 1
+                log.warning("skipping replay chunk %s: stream %r already has a chunk at index %d (%s)", chunk.path,
+                            s.name, chunk.name.index, s.held[chunk.name.index].name.filename)
+                continue
+            if not s.place(chunk) and len(s.held) > 1:
+                log.warning("replay stream %r: chunk %d does not follow the chunk before it (missing or skipped "
+                            "chunks); sequences will not cross the gap", s.name, chunk.name.index)
             self._steps += chunk.length
             self._chunks += 1
             self._bytes += chunk.nbytes
             if chunk.name.label is not None:
                 self._labels[(s.name, chunk.name.label)] = chunk
-        for s in self._streams.values():
-            for t in s.tracks:
-                t.reindex()
-            last = s.tracks[-1].chunks[-1] if s.tracks[-1].chunks else None
-            if last is not None and last.name.index + 1 != s.next_index:
-                # The newest chunk(s) of this stream were skipped: new data does not follow `last`.
-                s.start_track()
         self._delete(self._evict())
         if found:
             log.info("replay %s: indexed %d chunks, %d steps, %d streams", self.directory, self._chunks, self._steps,

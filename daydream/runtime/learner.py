@@ -118,7 +118,7 @@ class Learner:
 
     def _on_chunk(self, actor_id: str, seq: int, episode_id: int, chunk: dict[str, np.ndarray]) -> None:
         length = check_chunk(chunk, self.spec, f"actor {actor_id}")
-        self.replay.add_chunk(chunk, stream=actor_id, name=f"{actor_id}-{seq}")
+        self.replay.add_chunk(chunk, stream=actor_id, name=f"{actor_id}-{seq}", position=seq)
         self._new_received += length
         total, steps = self._open_returns.get(actor_id, (0.0, 0))
         for first, last, reward in zip(chunk["is_first"], chunk["is_last"], chunk["reward"]):
