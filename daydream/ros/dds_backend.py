@@ -3,7 +3,10 @@
 `DdsNode` speaks DDS the way ROS 2 does (rmw_cyclonedds_cpp): topic `/a1/joint_states` is
 the DDS topic `rt/a1/joint_states`, types are ROS 2's DDS type names
 (`daydream.ros.messages`), samples are XCDR1, the domain is `ROS_DOMAIN_ID`, and
-QoS maps one to one. So ROS 2 tools on the same network see and talk to these nodes.
+QoS maps one to one. Readers and writers announce no XTypes type information, so peers
+match them by type name as the RMWs do (`daydream.ros.dds_typeinfo` says why: Fast DDS 3
+peers would not match otherwise). So ROS 2 tools on the same network see and talk to
+these nodes, whichever RMW they use.
 
 This module owns:
 - one DomainParticipant per process and domain, shared by the nodes on it (as ROS 2 has
@@ -37,6 +40,8 @@ from cyclonedds.topic import Topic
 from cyclonedds.util import duration
 
 from daydream.ros import messages
+from daydream.ros.dds_typeinfo import LOCK as _TYPE_LOCK
+from daydream.ros.dds_typeinfo import no_type_information
 from daydream.ros.port import DEFAULT_QOS, Node, Publisher, QoS, Timer
 
 log = logging.getLogger(__name__)
@@ -230,7 +235,8 @@ class DdsNode(Node):
         topic = self._topics.get(name)
         if topic is None:
             try:
-                topic = Topic(self._participant, name, msg_type)
+                with _TYPE_LOCK:  # not while another thread hides the type's information (see dds_typeinfo)
+                    topic = Topic(self._participant, name, msg_type)
             except DDSException as exc:
                 raise TypeError(f"cannot create DDS topic {name} with type {msg_type.ros_name} ({exc}); "
                                 "is the topic already used with another type in this process?") from exc
@@ -245,7 +251,9 @@ class DdsNode(Node):
         full = self.resolve(topic)
         with self._lock:
             self._check_alive()
-            writer = DataWriter(self._publisher, self._topic(cls, full), dds_qos(qos))
+            topic_entity = self._topic(cls, full)
+            with no_type_information(topic_entity):  # match by type name, as the RMWs do (see dds_typeinfo)
+                writer = DataWriter(self._publisher, topic_entity, dds_qos(qos))
             self._writers.append(writer)
         return _DdsPublisher(self, writer, cls, full)
 
@@ -255,7 +263,9 @@ class DdsNode(Node):
         full = self.resolve(topic)
         with self._lock:
             self._check_alive()
-            reader = DataReader(self._subscriber, self._topic(cls, full), dds_qos(qos))
+            topic_entity = self._topic(cls, full)
+            with no_type_information(topic_entity):
+                reader = DataReader(self._subscriber, topic_entity, dds_qos(qos))
             # any sample state: invalid samples (a writer went away) must be taken too, or the
             # condition would stay triggered and spin_once would never wait
             condition = ReadCondition(reader, SampleState.NotRead | ViewState.Any | InstanceState.Any)

@@ -1,0 +1,111 @@
+"""A stock ROS 2 node for interop tests: plain rclpy on its default RMW (Fast DDS), no daydream code.
+
+Run as a script with one JSON argument:
+
+    {"subscribe": [[topic, type, qos], ...],           # qos: sensor | default | latched
+     "publish": [[topic, type, qos, fields], ...],      # fields: the message as nested dicts/lists
+     "seconds": 8, "publish_hz": 50, "until": 5, "node": "stock_peer", "services": [[name, type], ...]}
+
+It subscribes with rclpy's stock profiles (`qos_profile_sensor_data` for sensors, depth 10
+reliable for the rest, reliable transient-local depth 1 for latched topics), publishes each
+message `publish_hz` times a second, calls each (std_srvs/Trigger) service once it is
+available, and stops after `seconds` or once every subscription has `until` messages. The
+last line it prints is JSON: per topic the message count and the first message as a dict,
+per service the response, and the node names it saw in the graph.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import sys
+import time
+
+
+def ros_class(name: str):
+    package, kind, cls = name.split("/")
+    return getattr(importlib.import_module(f"{package}.{kind}"), cls)
+
+
+def to_dict(msg):
+    if hasattr(msg, "get_fields_and_field_types"):
+        return {name: to_dict(getattr(msg, name)) for name in msg.get_fields_and_field_types()}
+    if isinstance(msg, (list, tuple)) or type(msg).__name__ in ("array", "ndarray"):
+        return [to_dict(v) for v in msg]
+    if isinstance(msg, bytes):
+        return list(msg)
+    return msg
+
+
+def fill(msg, fields):
+    for name, value in fields.items():
+        if isinstance(value, dict):
+            fill(getattr(msg, name), value)
+        elif isinstance(value, list) and value and isinstance(value[0], dict):
+            kind = msg.get_fields_and_field_types()[name]  # e.g. sequence<trajectory_msgs/JointTrajectoryPoint>
+            cls = ros_class(kind.split("<")[1].rstrip(">").replace("/", "/msg/", 1))
+            items = []
+            for item in value:
+                child = cls()
+                fill(child, item)
+                items.append(child)
+            setattr(msg, name, items)
+        else:
+            setattr(msg, name, value)
+    return msg
+
+
+def main(spec: dict) -> dict:
+    import rclpy
+    from rclpy.qos import (DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data)
+
+    profiles = {"sensor": qos_profile_sensor_data, "default": 10,
+                "latched": QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                                      durability=DurabilityPolicy.TRANSIENT_LOCAL)}
+    rclpy.init(args=[])
+    node = rclpy.create_node(spec.get("node", "stock_peer"))
+    got: dict[str, dict] = {}
+    for topic, kind, qos in spec.get("subscribe", []):
+        got[topic] = {"count": 0, "first": None}
+
+        def on_message(msg, topic=topic):
+            entry = got[topic]
+            if entry["first"] is None:
+                entry["first"] = to_dict(msg)
+            entry["count"] += 1
+
+        node.create_subscription(ros_class(kind), topic, on_message, profiles[qos])
+    publishers = [(node.create_publisher(ros_class(kind), topic, profiles[qos]), fill(ros_class(kind)(), fields))
+                  for topic, kind, qos, fields in spec.get("publish", [])]
+    clients = [(name, node.create_client(ros_class(kind), name), ros_class(kind)) for name, kind in
+               spec.get("services", [])]
+    responses: dict[str, dict] = {}
+    pending: dict[str, object] = {}
+    period = 1.0 / spec.get("publish_hz", 50)
+    deadline = time.monotonic() + spec.get("seconds", 8)
+    until = spec.get("until", 0)
+    next_publish = time.monotonic()
+    names: set[str] = set()
+    while time.monotonic() < deadline:
+        rclpy.spin_once(node, timeout_sec=0.005)
+        now = time.monotonic()
+        if now >= next_publish:
+            next_publish = now + period
+            for publisher, msg in publishers:
+                publisher.publish(msg)
+        for name, client, kind in clients:
+            if name not in pending and client.service_is_ready():
+                pending[name] = client.call_async(kind.Request())
+            future = pending.get(name)
+            if future is not None and future.done() and name not in responses:
+                responses[name] = to_dict(future.result())
+        names.update(n for n in node.get_node_names())
+        if until and all(v["count"] >= until for v in got.values()) and len(responses) == len(clients):
+            break
+    node.destroy_node()
+    rclpy.shutdown()
+    return {"topics": got, "services": responses, "nodes": sorted(names)}
+
+
+if __name__ == "__main__":
+    print(json.dumps(main(json.loads(sys.argv[1]))), flush=True)
