@@ -114,7 +114,10 @@ def cmd_launch(args: argparse.Namespace) -> int:
     from daydream.ros.launch_plan import make_plan
 
     overrides = list(args.overrides) + ([f"logdir={args.logdir}"] if args.logdir else [])
-    plan = make_plan(args.config, overrides, sim=args.sim, learner=args.learner, backend="dds")
+    # the Cyclone DDS backend unless --set ros.backend=... picks another (rclpy: ROS 2 installed or the ros extra)
+    chosen = any(item.startswith("ros.backend=") for item in overrides)
+    plan = make_plan(args.config, overrides, sim=args.sim, learner=args.learner, backend=None if chosen else "dds")
+    _stop_on_sigterm()  # SIGTERM stops the graph in order like Ctrl-C, instead of orphaning its processes
     return GraphRun(plan, restart=not args.no_restart).run()
 
 

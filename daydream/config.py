@@ -137,13 +137,14 @@ class RobotConfig:
 @dataclasses.dataclass(frozen=True)
 class RosConfig:
     backend: Literal["auto", "rclpy", "dds"]
-    domain_id: int
+    domain_id: int | None  # None: $ROS_DOMAIN_ID (else 0), for both backends
     namespace: str
     publish_hz: float
     sync_tolerance_s: float
     command_type: Literal["array", "trajectory"]
     sensor_timeout_s: float
     status_every_s: float
+    remap: dict[str, str]  # topic remappings of both backends: a node's name -> the name on the graph
 
 
 @dataclasses.dataclass(frozen=True)
@@ -309,7 +310,7 @@ def _merge(base: dict[str, Any], layer: dict[str, Any], origin: str, prefix: str
 
 def _is_free_mapping(name: str) -> bool:
     # Sections typed as dict[str, float] take their values as a unit, not key by key.
-    return name in ("model.loss_scales", "robot.driver_args")
+    return name in ("model.loss_scales", "robot.driver_args", "ros.remap")
 
 
 def _build(cls: type, data: Any, prefix: str) -> Any:

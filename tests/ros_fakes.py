@@ -15,7 +15,12 @@ class Bus:
     def __init__(self) -> None:
         self.nodes: list[FakeNode] = []
         self.published: dict[str, list[Any]] = defaultdict(list)  # full topic -> every message sent
+        self.services: dict[str, Callable[[], tuple[bool, str]]] = {}  # full name -> Trigger callback
         self.time = 1000.0
+
+    def call(self, service: str) -> tuple[bool, str]:
+        """Call a Trigger service the way a client would (the answer comes back at once)."""
+        return self.services[service]()
 
 
 class _Publisher(Publisher):
@@ -54,6 +59,10 @@ class FakeNode(Node):
     def create_subscription(self, msg_type: type, topic: str, callback: Callable[[Any], None],
                             qos: QoS = DEFAULT_QOS) -> None:
         self.subscriptions.append((self.resolve(topic), callback))
+
+    def create_trigger_service(self, name: str, callback: Callable[[], tuple[bool, str]]) -> bool:
+        self.bus.services[self.resolve(name)] = callback
+        return True
 
     def create_timer(self, period_s: float, callback: Callable[[], None]) -> Timer:
         timer = _Timer(period_s, callback, self.bus.time)

@@ -4,14 +4,17 @@ Run as a script with one JSON argument:
 
     {"subscribe": [[topic, type, qos], ...],           # qos: sensor | default | latched
      "publish": [[topic, type, qos, fields], ...],      # fields: the message as nested dicts/lists
-     "seconds": 8, "publish_hz": 50, "until": 5, "node": "stock_peer", "services": [[name, type], ...]}
+     "seconds": 8, "publish_hz": 50, "until": 5, "node": "stock_peer", "services": [[name, type], ...],
+     "phases": [{"seconds": 2, "publish": [...], "services": [...]}, ...]}
 
 It subscribes with rclpy's stock profiles (`qos_profile_sensor_data` for sensors, depth 10
 reliable for the rest, reliable transient-local depth 1 for latched topics), publishes each
 message `publish_hz` times a second, calls each (std_srvs/Trigger) service once it is
-available, and stops after `seconds` or once every subscription has `until` messages. The
-last line it prints is JSON: per topic the message count and the first message as a dict,
-per service the response, and the node names it saw in the graph.
+available, and stops after `seconds` or once every subscription has `until` messages.
+With `phases`, it runs them one after the other instead (each for its `seconds`, with its
+own publications and service calls), keeping its subscriptions throughout. The last line
+it prints is JSON: per topic the message count and the first message as a dict, per
+service the response, and the node names it saw in the graph.
 """
 
 from __future__ import annotations
@@ -75,33 +78,46 @@ def main(spec: dict) -> dict:
             entry["count"] += 1
 
         node.create_subscription(ros_class(kind), topic, on_message, profiles[qos])
-    publishers = [(node.create_publisher(ros_class(kind), topic, profiles[qos]), fill(ros_class(kind)(), fields))
-                  for topic, kind, qos, fields in spec.get("publish", [])]
-    clients = [(name, node.create_client(ros_class(kind), name), ros_class(kind)) for name, kind in
-               spec.get("services", [])]
+    publishers: dict[tuple[str, str, str], object] = {}
+
+    def publisher(topic: str, kind: str, qos: str):
+        if (topic, kind, qos) not in publishers:
+            publishers[topic, kind, qos] = node.create_publisher(ros_class(kind), topic, profiles[qos])
+        return publishers[topic, kind, qos]
+
+    clients: dict[str, object] = {}
     responses: dict[str, dict] = {}
-    pending: dict[str, object] = {}
-    period = 1.0 / spec.get("publish_hz", 50)
-    deadline = time.monotonic() + spec.get("seconds", 8)
-    until = spec.get("until", 0)
-    next_publish = time.monotonic()
     names: set[str] = set()
-    while time.monotonic() < deadline:
-        rclpy.spin_once(node, timeout_sec=0.005)
-        now = time.monotonic()
-        if now >= next_publish:
-            next_publish = now + period
-            for publisher, msg in publishers:
-                publisher.publish(msg)
-        for name, client, kind in clients:
-            if name not in pending and client.service_is_ready():
-                pending[name] = client.call_async(kind.Request())
-            future = pending.get(name)
-            if future is not None and future.done() and name not in responses:
-                responses[name] = to_dict(future.result())
-        names.update(n for n in node.get_node_names())
-        if until and all(v["count"] >= until for v in got.values()) and len(responses) == len(clients):
-            break
+    period = 1.0 / spec.get("publish_hz", 50)
+    phases = spec.get("phases") or [{"seconds": spec.get("seconds", 8), "publish": spec.get("publish", []),
+                                     "services": spec.get("services", []), "until": spec.get("until", 0)}]
+    for phase in phases:
+        sends = [(publisher(topic, kind, qos), fill(ros_class(kind)(), fields))
+                 for topic, kind, qos, fields in phase.get("publish", [])]
+        calls = []
+        for name, kind in phase.get("services", []):
+            clients.setdefault(name, node.create_client(ros_class(kind), name))
+            calls.append((name, clients[name], ros_class(kind)))
+        pending: dict[str, object] = {}
+        deadline = time.monotonic() + phase.get("seconds", 8)
+        until = phase.get("until", 0)
+        next_publish = time.monotonic()
+        while time.monotonic() < deadline:
+            rclpy.spin_once(node, timeout_sec=0.005)
+            now = time.monotonic()
+            if now >= next_publish:
+                next_publish = now + period
+                for pub, msg in sends:
+                    pub.publish(msg)
+            for name, client, kind in calls:
+                if name not in pending and client.service_is_ready():
+                    pending[name] = client.call_async(kind.Request())
+                future = pending.get(name)
+                if future is not None and future.done() and name not in responses:
+                    responses[name] = to_dict(future.result())
+            names.update(node.get_node_names())
+            if until and all(v["count"] >= until for v in got.values()) and all(c[0] in responses for c in calls):
+                break
     node.destroy_node()
     rclpy.shutdown()
     return {"topics": got, "services": responses, "nodes": sorted(names)}

@@ -70,7 +70,10 @@ def test_every_graph_message_type_crosses_both_ways_with_stock_rclpy(monkeypatch
         for name, sample in GRAPH_TYPES.items():
             publishers[name] = node.create_publisher(type(sample), f"to_stock_{name}")
             node.create_subscription(type(sample), f"from_stock_{name}", received[name].append)
-        spec = {"subscribe": [[f"/interop/to_stock_{name}", m.ros_name(s), "default"] for name, s in GRAPH_TYPES.items()],
+        # the peer stops once it has every type and daydream says (on `done`) that it has them all too
+        done = node.create_publisher(m.Bool, "done")
+        spec = {"subscribe": [[f"/interop/to_stock_{name}", m.ros_name(s), "default"] for name, s in GRAPH_TYPES.items()]
+                + [["/interop/done", "std_msgs/msg/Bool", "default"]],
                 "publish": [[f"/interop/from_stock_{name}", m.ros_name(s), "default", plain(s)]
                             for name, s in GRAPH_TYPES.items()],
                 "seconds": 40, "until": 3, "publish_hz": 20}
@@ -79,6 +82,8 @@ def test_every_graph_message_type_crosses_both_ways_with_stock_rclpy(monkeypatch
         while peer.poll() is None and time.monotonic() < deadline:
             for name, sample in GRAPH_TYPES.items():
                 publishers[name].publish(sample)
+            if all(received.values()):
+                done.publish(m.Bool(data=True))
             for _ in range(10):
                 node.spin_once(0.005)
         result = peer_result(peer)

@@ -170,9 +170,21 @@ def test_driver_node_applies_commands_and_its_watchdog_takes_over(caplog):
     estop.publish(m.Bool(data=True))
     run(bus, [driver_node.node], 0.05, before_tick=lambda: commands.publish(command_message(target)))
     assert core.mode() == "estop" and bus.published["/robot/safety_mode"][-1].data.startswith("estop")
-    estop.publish(m.Bool(data=False))
+    # a false on the e-stop topic (a stray message, a stuck publisher) does not re-arm the robot
+    with caplog.at_level(logging.WARNING):
+        for _ in range(3):
+            estop.publish(m.Bool(data=False))
+            run(bus, [driver_node.node], 0.05, before_tick=lambda: commands.publish(command_message(target)))
+    assert core.mode() == "estop" and core.counters["estop_clear_refused"] == 3
+    assert "e-stop stays latched" in caplog.text
+    # clearing is an explicit, logged call of the robot_driver's ~/clear_estop service
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        success, message = bus.call("/robot/robot_driver/clear_estop")
+    assert success and "cleared" in message and "e-stop cleared by the ~/clear_estop service" in caplog.text
     run(bus, [driver_node.node], 0.05, before_tick=lambda: commands.publish(command_message(target)))
-    assert core.mode() == "active"
+    assert core.mode() == "active" and core.counters["estop_clears"] == 1
+    assert bus.call("/robot/robot_driver/clear_estop") == (True, "the e-stop was not latched")
     driver_node.close()
     assert core.mode() == "closed"
 

@@ -328,13 +328,17 @@ class SafetyLayer(Driver):
                 self._mode = "estop"
                 self.driver.safe_mode(self.config.safe_mode, f"e-stop: {reason}")
 
-    def clear_estop(self) -> None:
-        """Release the e-stop latch; the next command is rate-limited from the measured pose."""
+    def clear_estop(self, by: str = "") -> None:
+        """Release the e-stop latch; the next command is rate-limited from the measured pose.
+
+        `by` says who cleared it (logged: clearing an e-stop is always an explicit, recorded act).
+        """
         with self._lock:
             if not self._estopped:
                 return
             self._estopped = False
-            log.warning("%s: e-stop cleared (was: %s)", self.spec.name, self._estop_reason)
+            log.warning("%s: e-stop cleared%s (was: %s)", self.spec.name, f" by {by}" if by else "",
+                        self._estop_reason)
             self._estop_reason = ""
             if self._mode != "closed":
                 self.driver.resume()

@@ -23,7 +23,7 @@ import threading
 from daydream.config import Config, ConfigError
 from daydream.drivers import DriverError, DriverSpec, driver_class
 from daydream.ros.conversions import sensor_topics
-from daydream.ros.node_main import load_node_config, node_parser, open_node, start_node
+from daydream.ros.node_main import load_node_config, node_parser, open_node, signals_deferred, start_node
 from daydream.ros.topics_driver import TopicsDriver
 
 log = logging.getLogger(__name__)
@@ -83,11 +83,17 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         log.info("robot actor stopping")
     finally:
-        if actor is not None:
-            actor.close()
-        stop.set()
-        spinner.join(timeout=2.0)
-        node.destroy()
+        try:
+            if actor is not None:
+                actor.close()  # drains its experience; a second Ctrl-C may cut that short (it is spooled)
+        except KeyboardInterrupt:
+            log.warning("robot actor: drain interrupted; unsent experience stays in the spool")
+        finally:
+            with signals_deferred("robot_actor"):
+                stop.set()
+                spinner.join(timeout=2.0)
+                node.destroy()
+    log.info("robot_actor stopped")
     return 0
 
 

@@ -206,8 +206,8 @@ class DdsNode(Node):
     """
 
     def __init__(self, name: str, namespace: str = "", parameters: dict[str, Any] | None = None,
-                 domain_id: int | None = None) -> None:
-        super().__init__(name, namespace, parameters)
+                 domain_id: int | None = None, remap: dict[str, str] | None = None) -> None:
+        super().__init__(name, namespace, parameters, remap)
         self.domain_id = resolve_domain_id(domain_id)
         self._lock = threading.Lock()          # the entity lists (entities may be added from any thread)
         self._spin_lock = threading.RLock()    # one spin_once at a time; destroy waits for it

@@ -39,7 +39,8 @@ class DriverNodeCore:
         self.driver, self.period, self.camera = driver, 1.0 / publish_hz, camera
         self.simulated = isinstance(driver, SimulatedDriver)
         self.topics = sensor_topics(driver.spec, camera)
-        self.counters = {"ticks": 0, "commands": 0, "bad_commands": 0, "estops": 0}
+        self.counters = {"ticks": 0, "commands": 0, "bad_commands": 0, "estops": 0, "estop_clears": 0,
+                         "estop_clear_refused": 0}
         self.last_command: list[float] | None = None
         # sensor-to-command latency (s) of stamped trajectory commands: their header is the answered observation's
         self.latencies: deque[float] = deque(maxlen=2000)
@@ -82,12 +83,22 @@ class DriverNodeCore:
         self.last_command = [float(x) for x in position]
 
     def on_estop(self, msg: Any) -> None:
+        """`true` latches the e-stop. `false` does nothing: a stray message must never re-arm a robot."""
         if bool(msg.data):
             self.counters["estops"] += 1
             self.driver.estop("e-stop topic")
         elif self.driver.estopped:
-            self.driver.clear_estop()
-            log.warning("e-stop cleared from the e-stop topic")
+            self.counters["estop_clear_refused"] += 1
+            log.warning("ignored false on the e-stop topic: the e-stop stays latched; clear it explicitly "
+                        "(the robot_driver's ~/clear_estop service, std_srvs/srv/Trigger)")
+
+    def clear_estop(self, by: str = "the ~/clear_estop service") -> tuple[bool, str]:
+        """Clear a latched e-stop (an explicit, logged act); (success, message) as std_srvs/Trigger answers."""
+        if not self.driver.estopped:
+            return True, "the e-stop was not latched"
+        self.driver.clear_estop(by=by)
+        self.counters["estop_clears"] += 1
+        return True, "e-stop cleared: the next command resumes from the measured position"
 
     def mode(self) -> str:
         return self.driver.health().mode
@@ -122,6 +133,9 @@ class DriverNode:
         node.create_subscription(m.JointTrajectory, topics.JOINT_TRAJECTORY.name,
                                  lambda msg: core.on_trajectory(msg, node.now()), DEFAULT_QOS)
         node.create_subscription(m.Bool, topics.ESTOP.name, core.on_estop, DEFAULT_QOS)
+        if not node.create_trigger_service(topics.CLEAR_ESTOP, core.clear_estop):
+            log.info("this middleware backend serves no ROS 2 services: a latched e-stop is cleared by restarting the "
+                     "robot_driver (or run it on the rclpy backend and call %s)", topics.CLEAR_ESTOP)
         self.status = StatusFile(status_path, status_every_s) if status_path else None
         self._mode = ""
         self.timer = node.create_timer(core.period, self._on_timer)

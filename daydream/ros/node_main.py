@@ -3,16 +3,19 @@
 `--config` and `--set` select the same YAML config every other process reads (one source
 of truth); ROS 2's own arguments (`--ros-args ...`, added by `ros2 launch`/`ros2 run`)
 are left to the rclpy backend. The node spins until Ctrl-C or SIGTERM, then closes what
-it owns (a driver goes to its safe mode on close).
+it owns (a driver goes to its safe mode on close) with further signals deferred, then
+destroys the node (rclpy is shut down with its last node). One path for both signals:
+rclpy's own signal handlers are not installed (`rclpy_backend`).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from daydream.config import Config, ConfigError, load_config
@@ -45,7 +48,8 @@ def load_node_config(args: argparse.Namespace) -> Config:
 
 
 def open_node(role: str, config: Config) -> Node:
-    return make_node(role, config.ros.backend, namespace=config.ros.namespace, domain_id=config.ros.domain_id)
+    return make_node(role, config.ros.backend, namespace=config.ros.namespace, domain_id=config.ros.domain_id,
+                     remap=config.ros.remap)
 
 
 def stop_on_sigterm() -> None:
@@ -60,6 +64,22 @@ def stop_on_sigterm() -> None:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, handler)
+
+
+@contextlib.contextmanager
+def signals_deferred(role: str) -> Iterator[None]:
+    """While closing: SIGINT and SIGTERM are logged, not raised, so a second Ctrl-C (or the launcher's
+    SIGTERM) cannot interrupt a driver on its way into the safe mode. SIGKILL still stops the process."""
+
+    def handler(signum: int, frame: Any) -> None:
+        log.warning("%s: %s while stopping; finishing the shutdown first", role, signal.Signals(signum).name)
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
 
 
 def start_node(role: str, parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
@@ -90,8 +110,10 @@ def run_node(role: str, build: Callable[[Config, Node], Any], argv: list[str] | 
     except KeyboardInterrupt:
         log.info("%s stopping", role)
     finally:
-        close = getattr(owned, "close", None)
-        if callable(close):
-            close()
-        node.destroy()
+        with signals_deferred(role):
+            close = getattr(owned, "close", None)
+            if callable(close):
+                close()  # the driver goes to its safe mode
+            node.destroy()  # the last rclpy node also shuts rclpy down
+    log.info("%s stopped", role)
     return 0

@@ -69,11 +69,14 @@ class Node(abc.ABC):
     spinning: one bad message must not stop a robot.
     """
 
-    def __init__(self, name: str, namespace: str = "", parameters: dict[str, Any] | None = None) -> None:
+    def __init__(self, name: str, namespace: str = "", parameters: dict[str, Any] | None = None,
+                 remap: dict[str, str] | None = None) -> None:
         check_name(name, "node name")
         self.name = name
         self.namespace = normalise_namespace(namespace)
         self._parameters = dict(parameters or {})
+        # topic remappings, as `-r from:=to`: a name the node uses -> the name on the graph
+        self.remap = {str(k): str(v) for k, v in (remap or {}).items()}
 
     # -- graph ---------------------------------------------------------------------------
 
@@ -86,6 +89,13 @@ class Node(abc.ABC):
 
     @abc.abstractmethod
     def create_timer(self, period_s: float, callback: Callable[[], None]) -> Timer: ...
+
+    def create_trigger_service(self, name: str, callback: Callable[[], tuple[bool, str]]) -> bool:
+        """Serve `std_srvs/srv/Trigger` on `name`: `callback()` gives (success, message).
+
+        False where the backend has no services (the DDS backend); the caller says what to do instead.
+        """
+        return False
 
     # -- clock and parameters ------------------------------------------------------------
 
@@ -113,7 +123,10 @@ class Node(abc.ABC):
         """Release the node's entities; it cannot be used afterwards."""
 
     def resolve(self, topic: str) -> str:
-        """The full topic name: relative names go under the node's namespace."""
+        """The full topic name: remapped (`remap`), then relative names go under the node's namespace."""
+        topic = self.remap.get(topic, topic)
+        if topic.startswith("~"):
+            topic = f"{self.namespace.rstrip('/')}/{self.name}{topic[1:]}"
         if topic.startswith("/"):
             full = topic
         else:
@@ -167,13 +180,13 @@ def choose_backend(backend: str) -> str:
 
 
 def make_node(name: str, backend: str = "auto", namespace: str = "", parameters: dict[str, Any] | None = None,
-              domain_id: int | None = None) -> Node:
-    """A node on the chosen backend (see the module docstring)."""
+              domain_id: int | None = None, remap: dict[str, str] | None = None) -> Node:
+    """A node on the chosen backend (see the module docstring); `domain_id` None: $ROS_DOMAIN_ID, else 0."""
     chosen = choose_backend(backend)
     if chosen == "rclpy":
         from daydream.ros.rclpy_backend import RclpyNode
 
-        return RclpyNode(name, namespace, parameters)
+        return RclpyNode(name, namespace, parameters, domain_id=domain_id, remap=remap)
     from daydream.ros.dds_backend import DdsNode
 
-    return DdsNode(name, namespace, parameters, domain_id=domain_id)
+    return DdsNode(name, namespace, parameters, domain_id=domain_id, remap=remap)

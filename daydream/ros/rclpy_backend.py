@@ -149,16 +149,34 @@ def qos_profile(qos: QoS, qos_module: Any = None) -> Any:
 # -- the node ----------------------------------------------------------------------------------
 
 _init_lock = threading.Lock()
+_live_nodes: list[int] = [0]  # RclpyNodes alive in this process: the last one to go shuts rclpy down
 
 
-def _rclpy() -> Any:
-    """rclpy, initialised once per process (rclpy.init reads --ros-args from sys.argv)."""
+def _rclpy(domain_id: int | None = None) -> Any:
+    """rclpy, initialised once per process.
+
+    `rclpy.init` reads `--ros-args` (remapping, `__ns`, `__node`, log levels) from sys.argv.
+    rclpy's own SIGINT/SIGTERM handlers are not installed: the node executables own the
+    signals (`node_main`), so a Ctrl-C takes one path, which always closes the driver into
+    its safe mode before rclpy is shut down. `domain_id` None: rclpy reads $ROS_DOMAIN_ID.
+    """
     import rclpy
+    from rclpy.signals import SignalHandlerOptions
 
     with _init_lock:
         if not rclpy.ok():
-            rclpy.init()
+            rclpy.init(domain_id=domain_id, signal_handler_options=SignalHandlerOptions.NO)
+        elif domain_id is not None and rclpy.get_default_context().get_domain_id() != domain_id:
+            raise RuntimeError(f"rclpy is already initialised on domain {rclpy.get_default_context().get_domain_id()}; "
+                               f"one process cannot also join domain {domain_id}")
     return rclpy
+
+
+def _release_rclpy(rclpy: Any) -> None:
+    with _init_lock:
+        _live_nodes[0] -= 1
+        if _live_nodes[0] == 0:
+            rclpy.try_shutdown()
 
 
 class _RclpyPublisher(Publisher):
@@ -184,27 +202,48 @@ class _RclpyTimer(Timer):
 
 
 class RclpyNode(Node):
-    """A `port.Node` that is an rclpy node (see the module docstring)."""
+    """A `port.Node` that is an rclpy node (see the module docstring).
 
-    def __init__(self, name: str, namespace: str = "", parameters: dict[str, Any] | None = None) -> None:
-        super().__init__(name, namespace, parameters)
-        rclpy = _rclpy()
+    Topic names stay relative when rclpy sees them, so `-r __ns:=/a1`, `PushRosNamespace`
+    and `-r joint_commands:=/forward_position_controller/commands` apply as in any ROS 2
+    node; `remap` adds remappings of our own (`ros.remap`). Python `logging` records of the
+    process at INFO and above also go to `/rosout`, while the node lives.
+    """
+
+    def __init__(self, name: str, namespace: str = "", parameters: dict[str, Any] | None = None,
+                 domain_id: int | None = None, remap: dict[str, str] | None = None) -> None:
+        super().__init__(name, namespace, parameters, remap)
+        rclpy = _rclpy(domain_id)
         from rclpy.executors import SingleThreadedExecutor
         from rclpy.node import Node as RosNode
         from rclpy.parameter import Parameter
 
         overrides = [Parameter(key, value=value) for key, value in self._parameters.items()]
-        self._node = RosNode(name, namespace=self.namespace, parameter_overrides=overrides)
+        cli_args = ["--ros-args", *(a for old, new in self.remap.items() for a in ("-r", f"{old}:={new}"))]
+        with _init_lock:
+            _live_nodes[0] += 1
+        try:
+            self._node = RosNode(name, namespace=self.namespace, parameter_overrides=overrides,
+                                 cli_args=cli_args if self.remap else None)
+        except Exception:
+            _release_rclpy(rclpy)
+            raise
         # rclpy.spin_once's global executor must not be shared by nodes spun on different threads
         self._executor = SingleThreadedExecutor(context=self._node.context)
         self._executor.add_node(self._node)
         self._rclpy = rclpy
+        self.namespace = self._node.get_namespace()  # after `-r __ns:=...`
+        self._rosout = RosoutHandler(self._node)
+        logging.getLogger().addHandler(self._rosout)
+
+    def resolve(self, topic: str) -> str:
+        """The full name rclpy gives `topic` (after namespaces and every remapping)."""
+        return self._node.resolve_topic_name(topic)
 
     def create_publisher(self, msg_type: type, topic: str, qos: QoS = DEFAULT_QOS) -> Publisher:
         cls = messages.message_type(msg_type)
-        full = self.resolve(topic)
-        publisher = self._node.create_publisher(rclpy_message_class(cls.ros_name), full, qos_profile(qos))
-        return _RclpyPublisher(publisher, cls, full)
+        publisher = self._node.create_publisher(rclpy_message_class(cls.ros_name), topic, qos_profile(qos))
+        return _RclpyPublisher(publisher, cls, publisher.topic_name)
 
     def create_subscription(self, msg_type: type, topic: str, callback: Callable[[Any], None],
                             qos: QoS = DEFAULT_QOS) -> None:
@@ -217,7 +256,7 @@ class RclpyNode(Node):
             except Exception:  # one bad message or callback must not stop the node
                 log.exception("%s: callback for %s raised; the node keeps spinning", self.name, full)
 
-        self._node.create_subscription(rclpy_message_class(cls.ros_name), full, on_message, qos_profile(qos))
+        self._node.create_subscription(rclpy_message_class(cls.ros_name), topic, on_message, qos_profile(qos))
 
     def create_timer(self, period_s: float, callback: Callable[[], None]) -> Timer:
         if not period_s > 0:
@@ -243,13 +282,75 @@ class RclpyNode(Node):
         descriptor = ParameterDescriptor(dynamic_typing=True)
         return self._node.declare_parameter(name, default, descriptor).value
 
+    def create_trigger_service(self, name: str, callback: Callable[[], tuple[bool, str]]) -> bool:
+        """A `std_srvs/srv/Trigger` service `name` (relative: `~/clear_estop` is under the node's name)."""
+        from std_srvs.srv import Trigger
+
+        def on_request(request: Any, response: Any) -> Any:
+            try:
+                response.success, response.message = callback()
+            except Exception as exc:  # a service must answer; the node keeps spinning
+                log.exception("%s: service %s raised", self.name, name)
+                response.success, response.message = False, f"{type(exc).__name__}: {exc}"
+            return response
+
+        self._node.create_service(Trigger, name, on_request)
+        return True
+
     def spin_once(self, timeout_s: float = 0.1) -> None:
-        self._executor.spin_once(timeout_sec=timeout_s)
+        if self._node is not None:
+            self._executor.spin_once(timeout_sec=timeout_s)
+
+    def spin(self, stop: threading.Event | None = None) -> None:
+        """Run callbacks until `stop` is set or the node is destroyed."""
+        while self._node is not None and (stop is None or not stop.is_set()):
+            self.spin_once(0.05)
 
     def destroy(self) -> None:
+        """Destroy the node; the process's last RclpyNode also shuts rclpy down."""
         if self._node is None:
             return
-        self._executor.remove_node(self._node)
+        logging.getLogger().removeHandler(self._rosout)
+        node, self._node = self._node, None
+        self._executor.remove_node(node)
         self._executor.shutdown(timeout_sec=0.0)
-        self._node.destroy_node()
-        self._node = None
+        node.destroy_node()
+        _release_rclpy(self._rclpy)
+
+
+class RosoutHandler(logging.Handler):
+    """Python log records (INFO and above) to `/rosout` as `rcl_interfaces/msg/Log`, as rclpy's loggers do."""
+
+    LEVELS = ((logging.CRITICAL, 50), (logging.ERROR, 40), (logging.WARNING, 30), (logging.INFO, 20),
+              (logging.DEBUG, 10))
+
+    def __init__(self, node: Any, level: int = logging.INFO) -> None:
+        super().__init__(level)
+        from rcl_interfaces.msg import Log
+        from rclpy.duration import Duration
+        from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+
+        # rcl's rosout QoS: reliable, transient local, depth 1000, 10 s lifespan
+        qos = QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE,
+                         durability=DurabilityPolicy.TRANSIENT_LOCAL, lifespan=Duration(seconds=10))
+        self._node, self._log = node, Log
+        self._publisher = node.create_publisher(Log, "/rosout", qos)
+        self._name = node.get_fully_qualified_name().lstrip("/").replace("/", ".")
+        self._busy = threading.local()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if getattr(self._busy, "on", False):  # publishing must not log into itself
+            return
+        self._busy.on = True
+        try:
+            msg = self._log()
+            msg.stamp = self._node.get_clock().now().to_msg()
+            msg.level = next(ros for py, ros in self.LEVELS if record.levelno >= py)
+            msg.name = self._name
+            msg.msg = self.format(record)
+            msg.file, msg.function, msg.line = record.pathname, record.funcName or "", record.lineno
+            self._publisher.publish(msg)
+        except Exception:  # never let logging break the node (e.g. during shutdown)
+            pass
+        finally:
+            self._busy.on = False

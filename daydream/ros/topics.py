@@ -34,7 +34,8 @@ JOINT_COMMANDS = Topic("joint_commands", "std_msgs/msg/Float64MultiArray", "defa
 JOINT_TRAJECTORY = Topic("joint_trajectory", "trajectory_msgs/msg/JointTrajectory", "default", "(any)",
                          "alternative command input: the first point's positions, joints matched by name")
 ESTOP = Topic("estop", "std_msgs/msg/Bool", "default", "(operator)",
-              "true latches the e-stop (safe mode); false clears it")
+              "true latches the e-stop (safe mode); false is ignored (clear with ~/clear_estop)")
+CLEAR_ESTOP = "~/clear_estop"  # std_srvs/srv/Trigger served by the robot_driver (rclpy backend): clears the e-stop
 SAFETY_MODE = Topic("safety_mode", "std_msgs/msg/String", "latched", "robot_driver",
                     "the actuators' mode: active, damping, hold or estop, with the reason")
 
