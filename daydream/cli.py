@@ -63,10 +63,19 @@ def _stop_on_sigterm() -> None:
 def cmd_learner(args: argparse.Namespace) -> int:
     from daydream.runtime.learner import run_learner
 
+    from daydream.runtime.learner import extended_steps
+
     config = _load(args)
     _stop_on_sigterm()
-    run_learner(config, resume=args.resume)
-    print(f"done: {config.train.steps} steps received in {config.logdir}")
+    learner = run_learner(config, resume=args.resume)
+    if learner.finished_before_start:
+        more = extended_steps(learner.received_steps, config.train.steps)
+        print(f"the run in {config.logdir} is already finished: {learner.received_steps} steps received, train.steps "
+              f"is {config.train.steps}. To train on, give it a larger budget:\n"
+              f"  daydream learner --config {args.config} --logdir {config.logdir} --resume "
+              f"--set train.steps={more}")
+        return 0
+    print(f"done: {learner.received_steps} steps received in {config.logdir}")
     return 0
 
 
@@ -77,7 +86,8 @@ def cmd_actor(args: argparse.Namespace) -> int:
     config = _load(args, overrides)
     _stop_on_sigterm()
     counters = run_actor(config, learner=args.learner, policy=args.policy, max_steps=args.steps)
-    print(f"actor done: {counters['steps_spooled']} steps spooled in total")
+    why = " (the learner finished the run)" if counters.get("learner_done") else ""
+    print(f"actor done{why}: {counters['steps_spooled']} steps spooled in total")
     return 0
 
 

@@ -181,6 +181,10 @@ class Config:
     logdir: str
     device: str
     precision: Literal["auto", "float32", "bfloat16", "float16"]
+    spool_max_mb: float
+    on_learner_done: Literal["stop", "keep_acting"]
+    done_linger_s: float
+    insecure: bool
     compile: bool
     threads: int
     size: str

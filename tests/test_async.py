@@ -18,6 +18,14 @@ from processes import (REPO, actor, actor_status, fast_overrides, free_port_pair
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
 
+def as_robot(overrides: list[str]) -> list[str]:
+    """A robot's settings: it acts on whatever the learner does (a paced sim waits while the learner is away).
+
+    It runs unpaced, so longer chunks keep the learner's per-chunk writes ahead of it.
+    """
+    return [*overrides, "transport.pace_actors=false", "transport.chunk_length=128"]
+
+
 def versions_loaded(logdir, actor_id) -> set[int]:
     return {int(v) for v in actor_status(logdir, actor_id).get("policy_loaded_at", {})}
 
@@ -67,7 +75,8 @@ def test_learner_sigkilled_and_restarted_while_actors_run(tmp_path):
     logdir, port = tmp_path / "run", free_port_pair()
     overrides = fast_overrides(logdir, port)
     lrn = learner(tmp_path, overrides)
-    actors = [actor(tmp_path, overrides, "a0"), actor(tmp_path, overrides, "a1", "--policy", "torch")]
+    robots = as_robot(overrides)  # they act on without the learner
+    actors = [actor(tmp_path, robots, "a0"), actor(tmp_path, robots, "a1", "--policy", "torch")]
     try:
         wait_until(lambda: learner_status(logdir).get("policy_version", 0) >= 1
                    and all(versions_loaded(logdir, a) for a in ("a0", "a1")), 150, "a first policy on both actors",
@@ -91,23 +100,27 @@ def test_learner_sigkilled_and_restarted_while_actors_run(tmp_path):
     assert max(versions_loaded(logdir, "a1")) >= 1  # the torch actor ran learner policies too
 
 
-def test_learner_paused_actors_keep_acting_and_spool(tmp_path):
+def test_learner_paused_robot_keeps_acting_and_spools_sim_waits(tmp_path):
     logdir, port = tmp_path / "run", free_port_pair()
     overrides = fast_overrides(logdir, port)
     lrn = learner(tmp_path, overrides)
-    actors = [actor(tmp_path, overrides, "a0"), actor(tmp_path, overrides, "a1")]
+    actors = [actor(tmp_path, as_robot(overrides), "a0"), actor(tmp_path, overrides, "a1")]  # a robot and a sim
     try:
         wait_until(lambda: all(versions_loaded(logdir, a) for a in ("a0", "a1")), 150, "a first policy on both actors",
                    lrn, *actors)
         lrn.signal(signal.SIGSTOP)
         wait_until(lambda: all(not actor_status(logdir, a)["learner_alive"] for a in ("a0", "a1")), 30,
                    "actors to notice the learner is gone", *actors)
-        paused_at = spooled_steps(logdir, "a0", "a1")
+        paused_at = spooled_steps(logdir, "a0")
         version = {a: actor_status(logdir, a)["policy_version"] for a in ("a0", "a1")}
-        wait_until(lambda: spooled_steps(logdir, "a0", "a1") > paused_at + 64, 60,
-                   "actors to keep acting (on their last policy) while the learner is paused", *actors)
+        wait_until(lambda: spooled_steps(logdir, "a0") > paused_at + 256, 60,
+                   "the robot to keep acting (on its last policy) while the learner is paused", *actors)
         assert {a: actor_status(logdir, a)["policy_version"] for a in ("a0", "a1")} == version
-        assert all(actor_status(logdir, a)["pending_chunks"] > 0 for a in ("a0", "a1"))
+        assert actor_status(logdir, "a0")["pending_chunks"] > 0
+        # the sim holds at the learner's last credit (see test_run_edges.py)
+        wait_until(lambda: actor_status(logdir, "a1")["waiting"] == "credit", 60, "the sim to wait", *actors)
+        sim = actor_status(logdir, "a1")
+        assert sim["steps_since_credit"] <= max(sim["credit_granted"], 0) + 1  # + an episode's reset record
         lrn.signal(signal.SIGCONT)
         wait_until(lambda: all(actor_status(logdir, a)["learner_alive"] for a in ("a0", "a1")), 60,
                    "actors to hear from the learner again", lrn, *actors)
@@ -123,8 +136,9 @@ def test_learner_paused_actors_keep_acting_and_spool(tmp_path):
 def test_actor_sigkilled_and_restarted_resends_its_spool(tmp_path):
     logdir, port = tmp_path / "run", free_port_pair()
     overrides = fast_overrides(logdir, port)
+    robot = as_robot(overrides)  # it spools on while the learner is paused
     lrn = learner(tmp_path, overrides)
-    a0 = actor(tmp_path, overrides, "a0")
+    a0 = actor(tmp_path, robot, "a0")
     try:
         wait_until(lambda: versions_loaded(logdir, "a0"), 150, "a first policy", lrn, a0)
         # pause the learner so the actor's spool holds unacked chunks when it dies
@@ -133,7 +147,7 @@ def test_actor_sigkilled_and_restarted_resends_its_spool(tmp_path):
         a0.kill()
         assert len(list((logdir / "actors" / "a0" / "spool").glob("*.npz"))) >= 3
         lrn.signal(signal.SIGCONT)
-        a0 = actor(tmp_path, overrides, "a0")
+        a0 = actor(tmp_path, robot, "a0")
         wait_until(lambda: actor_status(logdir, "a0")["pending_chunks"] == 0
                    and learner_status(logdir).get("received_steps", 0) == spooled_steps(logdir, "a0"), 90,
                    "the restarted actor's spool to reach the learner", lrn, a0)

@@ -9,6 +9,14 @@ in between two steps, keeping the recurrent state. On shutdown (Ctrl-C, SIGTERM,
 `steps` reached) the partial chunk is spooled too and the actor waits up to
 `transport.drain_timeout_s` for acks; whatever is still unacked is resent on the next start.
 
+Sims and robots differ (`transport.pace_actors`): a paced sim actor never steps past the
+learner's last credit (also while the learner is unreachable), waits while its bounded
+spool is full (or the disk is), and stops when the learner says the run is over. A robot
+keeps acting regardless: a full spool drops its oldest unacked chunks (counted in
+status.json as `spool_dropped_*`, each listed in `dropped.jsonl`, logged once per
+episode), and a finished run makes it stop or, with `transport.on_learner_done:
+keep_acting`, act on its last policy without spooling (`steps_unspooled`).
+
 Actor folder `<logdir>/actors/<actor_id>/`: `spool/`, `policy/` (last policy received),
 `status.json` (counters; `steps_spooled` is the number of steps this actor has ever
 handed to the spool, which is what the learner's replay must end up holding), and
@@ -18,6 +26,7 @@ the env's per-episode diagnostics such as the robot's forward velocity).
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import socket
@@ -40,6 +49,7 @@ from daydream.runtime.metrics import MetricsWriter
 from daydream.runtime.policy_store import PolicyStore
 from daydream.runtime.status import STATUS_NAME, StatusFile, read_status
 from daydream.transport import ExperienceSender, PolicyClient
+from daydream.transport.sender import Drop, SpoolFull
 from daydream.transport.codec import ACTOR_ID_RE
 from daydream.transport.endpoints import check_endpoint, policy_endpoint
 from daydream.transport.keys import LEARNER_KEY_NAME, client_keys_from_dir
@@ -113,21 +123,30 @@ class Actor:
             except ValueError as exc:
                 log.warning("cached policy in %s is unusable (%s); waiting for the learner's", self.store.directory, exc)
         curve = client_keys_from_dir(tc.curve.keys_dir, self.actor_id) if tc.curve.enabled else None
+        # a sim (paced) waits for the learner; a robot must go on acting whatever the learner does
+        self.paced = tc.pace_actors
         self.sender = ExperienceSender(self.endpoint, self.actor_id, self.dir / "spool", curve=curve,
                                        max_in_flight=tc.max_in_flight, resend_timeout_s=tc.resend_timeout_s,
                                        heartbeat_interval_s=tc.heartbeat_interval_s,
-                                       learner_timeout_s=tc.learner_timeout_s, max_message_bytes=tc.max_message_bytes)
+                                       learner_timeout_s=tc.learner_timeout_s, max_message_bytes=tc.max_message_bytes,
+                                       spool_max_bytes=int(tc.spool_max_mb * 2**20),
+                                       when_full="wait" if self.paced else "drop_oldest")
         self.client = PolicyClient(policy_endpoint(self.endpoint), self.actor_id,
                                    have_version=self.policy.version if self.policy else 0, format=self.format,
                                    curve=curve, request_interval_s=tc.policy_request_interval_s,
                                    learner_timeout_s=tc.learner_timeout_s, max_message_bytes=tc.max_message_bytes)
         self.sender.policy_version = self.policy.version if self.policy else 0
         self.chunks = ChunkBuilder(tc.chunk_length)
+        self.sender.unsent_steps = lambda: len(self.chunks.rows)
         self.status = StatusFile(self.dir / STATUS_NAME, tc.status_every_s)
         self.counters = self._load_counters()
         self.loaded_at: dict[str, float] = {}
         self.rejected_policies = 0
         self.fault = ""  # the robot fault the actor is waiting out, if any
+        self.waiting = ""  # why a paced actor holds its next step: "credit" | "spool_full" | "disk_full" | ""
+        self.learner_done = False  # the learner finished the run and this actor stops
+        self.unspooled = False  # the learner finished the run and this robot acts on without spooling
+        self._drop_logged = False  # a full-spool drop was logged in this episode
         self._builder = ThreadPoolExecutor(max_workers=1, thread_name_prefix="policy-build")
         self._building: tuple[PolicyUpdate, Future] | None = None  # the next policy, built off the control loop
         self.metrics = MetricsWriter(self.dir, tensorboard=False)  # JSONL only: no torch import on a robot
@@ -137,8 +156,11 @@ class Actor:
     def _load_counters(self) -> dict[str, int]:
         """Lifetime counters from the last status, plus chunks spooled after it was written."""
         old = read_status(self.dir / STATUS_NAME)
-        counters = {"steps_spooled": int(old.get("steps_spooled", 0)), "last_seq": int(old.get("last_seq", -1)),
-                    "episodes": int(old.get("episodes", 0)), "faults": int(old.get("faults", 0))}
+        counters = {name: int(old.get(name, default)) for name, default in (
+            ("steps_spooled", 0), ("last_seq", -1), ("episodes", 0), ("faults", 0), ("steps_unspooled", 0),
+            ("steps_acted", 0),
+            ("spool_dropped_chunks", 0), ("spool_dropped_steps", 0), ("spool_dropped_bound_steps", 0),
+            ("spool_dropped_disk_full_steps", 0))}
         # a crash between spooling a chunk and the next status write: the chunk is still in the spool
         # (nothing is acked before the next poll), so count it from there
         for seq in self.sender.spool.seqs():
@@ -148,13 +170,95 @@ class Actor:
                 counters["last_seq"] = seq
         return counters
 
-    def _spool(self, chunk: dict[str, np.ndarray] | None, episode_id: int) -> None:
+    def _spool(self, chunk: dict[str, np.ndarray] | None, episode_id: int, stop: threading.Event | None = None) -> None:
         if chunk is None:
             return
-        seq = self.sender.send(chunk, episode_id)
-        self.counters["steps_spooled"] += len(chunk["reward"])
-        self.counters["last_seq"] = seq
+        if self.unspooled:  # the run is over and this robot acts on: its experience has nowhere to go
+            self.counters["steps_unspooled"] += len(chunk["reward"])
+            return
+        while True:
+            try:
+                seq = self.sender.send(chunk, episode_id)
+                break
+            except SpoolFull as exc:  # a sim on a full disk: hold the steps until acks free space
+                if stop is not None and stop.is_set():
+                    self._record_drops([self.sender.give_up(chunk)])
+                    return
+                self._wait_a_moment("disk_full", str(exc))
+        self.waiting = ""
+        self._record_drops(self.sender.take_drops())
+        if seq is not None:
+            self.counters["steps_spooled"] += len(chunk["reward"])
+            self.counters["last_seq"] = seq
         self.write_status()  # right after the spool write, so the lifetime count stays exact across a crash
+
+    def _record_drops(self, drops: list[Drop]) -> None:
+        """Count chunks the full-spool policy gave up, list them in dropped.jsonl, log loudly once per episode."""
+        if not drops:
+            return
+        for d in drops:
+            self.counters["spool_dropped_chunks"] += 1
+            self.counters["spool_dropped_steps"] += d.steps
+            key = "spool_dropped_bound_steps" if d.cause == "spool_bound" else "spool_dropped_disk_full_steps"
+            self.counters[key] += d.steps
+        try:  # the soak and post-mortems read it; on a full disk the counters above still hold the totals
+            with open(self.dir / "dropped.jsonl", "a") as f:
+                for d in drops:
+                    f.write(json.dumps({"seq": d.seq, "steps": d.steps, "cause": d.cause, "written": d.written,
+                                        "time": time.time()}) + "\n")
+        except OSError:
+            pass
+        if not self._drop_logged:
+            self._drop_logged = True
+            log.error("actor %s: SPOOL FULL (%s): dropped %d unacked chunks (%d steps) to keep acting; %d steps "
+                      "dropped in total. The learner at %s has not acked them (reachable: %s). Raise "
+                      "transport.spool_max_mb or free the disk (logged once per episode)", self.actor_id,
+                      ", ".join(sorted({d.cause for d in drops})), len(drops), sum(d.steps for d in drops),
+                      self.counters["spool_dropped_steps"], self.endpoint, self.sender.learner_alive)
+
+    def _wait_a_moment(self, why: str, detail: str) -> None:
+        """One short wait of a paced actor: keep the links alive and the status fresh."""
+        if self.waiting != why:
+            log.log(logging.DEBUG if why == "credit" else logging.WARNING, "actor %s waits: %s", self.actor_id, detail)
+            self.waiting = why
+            self.write_status()
+        time.sleep(0.02 if why == "credit" else 0.1)
+        self.sender.poll()
+        self._poll_policy()
+        if self.status.due():
+            self.write_status()
+
+    def _hold(self, stop: threading.Event | None) -> None:
+        """A paced actor waits here, between two steps, while it is ahead of the learner or its spool is full."""
+        while self.paced and (stop is None or not stop.is_set()) and not self.sender.learner_done:
+            credit = self.sender.credit
+            if credit is not None and credit - len(self.chunks.rows) <= 0:
+                # counts the steps not yet in a chunk too: never a step past the learner's last credit
+                self._wait_a_moment("credit", f"ahead of the train ratio (credit {credit})")
+            elif not self.sender.has_room:
+                self._wait_a_moment("spool_full", f"its spool is full ({self.sender.spool.bytes / 2**20:.1f} MB, "
+                                    "transport.spool_max_mb); waiting for the learner to ack chunks")
+            else:
+                break
+        self.waiting = ""
+
+    def _learner_finished(self) -> bool:
+        """Follow the learner's "the run is over"; True when this actor should stop acting."""
+        if self.sender.learner_done:
+            if self.paced or self.config.transport.on_learner_done == "stop":
+                log.info("actor %s: the learner finished the run (train.steps reached); draining the spool and "
+                         "stopping", self.actor_id)
+                self.learner_done = True
+                return True
+            if not self.unspooled:
+                log.warning("actor %s: the learner finished the run; acting on with policy version %s without "
+                            "spooling (transport.on_learner_done: keep_acting)", self.actor_id,
+                            self.policy.version if self.policy else "none")
+                self.unspooled = True
+        elif self.unspooled and self.sender.learner_alive:
+            log.warning("actor %s: the learner is training again (the run was extended); spooling again", self.actor_id)
+            self.unspooled = False
+        return False
 
     def write_status(self) -> None:
         self.status.write({
@@ -162,7 +266,10 @@ class Actor:
             "policy_version": self.policy.version if self.policy else 0,
             "policy_loaded_at": self.loaded_at, "policies_rejected": self.rejected_policies,
             "pending_chunks": self.sender.pending, "learner_alive": self.sender.learner_alive, "fault": self.fault,
-            "steps_per_s": self.sender.steps_per_s,
+            "steps_per_s": self.sender.steps_per_s, "paced": self.paced, "waiting": self.waiting,
+            "spool_bytes": self.sender.spool.bytes, "learner_done": self.sender.learner_done,
+            "unspooled": self.unspooled, "credit": self.sender.credit, "credit_granted": self.sender.credit_granted,
+            "steps_since_credit": self.sender.steps_sent + len(self.chunks.rows) - self.sender.steps_at_credit,
             "experience": self.sender.stats, "policy_link": self.client.stats,
         })
 
@@ -237,8 +344,11 @@ class Actor:
             self._wait_for_learner(stop)
         try:
             while (stop is None or not stop.is_set()) and not (self.max_steps and steps >= self.max_steps):
-                self._spool(self.chunks.add({**obs, "action": action, "reward": np.float32(reward)}), episode_id)
+                self._spool(self.chunks.add({**obs, "action": action, "reward": np.float32(reward)}), episode_id,
+                            stop)
                 self.sender.poll()
+                if self._learner_finished():
+                    break
                 if obs["is_last"]:
                     self._end_episode(episode_return, episode_length, diagnostics)
                     obs, _ = self.env.reset()
@@ -247,16 +357,9 @@ class Actor:
                     diagnostics.clear()
                     continue
                 self._poll_policy()
-                if self.sender.should_wait:
-                    log.debug("actor %s: ahead of the train ratio (credit %s), waiting", self.actor_id,
-                              self.sender.credit)
-                while self.sender.should_wait and (stop is None or not stop.is_set()):
-                    # ahead of the learner's train ratio: hold the step (a sim pauses; see transport.pace_actors)
-                    time.sleep(0.02)
-                    self.sender.poll()
-                    self._poll_policy()
-                    if self.status.due():
-                        self.write_status()
+                self._hold(stop)  # a sim ahead of the train ratio, or with a full spool, pauses here
+                if (stop is not None and stop.is_set()) or self._learner_finished():
+                    break
                 if self.policy is None:
                     action = random_action(self.env.action_space, self.rng)
                 else:
@@ -276,12 +379,13 @@ class Actor:
                 episode_return += float(reward)
                 episode_length += 1
                 steps += 1
+                self.counters["steps_acted"] += 1  # env steps (monitoring; a crash loses the last few)
                 if self.status.due():
                     self.write_status()
         finally:
-            self._spool(self.chunks.take(), episode_id)
+            self._spool(self.chunks.take(), episode_id, stop)
             self.drain()
-        return dict(self.counters)
+        return {**self.counters, "learner_done": int(self.learner_done)}
 
     def _recover(self, exc: DriverError, stop: threading.Event | None) -> bool:
         """A robot fault mid-episode (stale sensors, a lost device): wait until the env recovers.
@@ -316,10 +420,14 @@ class Actor:
 
     def _end_episode(self, episode_return: float, length: int, diagnostics: EpisodeDiagnostics) -> None:
         self.counters["episodes"] += 1
+        self._drop_logged = False  # full-spool drops are logged again in the next episode
         steps = self.counters["steps_spooled"] + len(self.chunks.rows)
         values = {"return": episode_return, "length": length,
                   "policy_version": self.policy.version if self.policy else 0, **diagnostics.means()}
-        self.metrics.write("episode", steps, values)
+        try:
+            self.metrics.write("episode", steps, values)
+        except OSError as exc:  # a full disk must not stop the robot; the spool policy deals with the space
+            log.warning("actor %s: could not write the episode record: %s", self.actor_id, exc)
         extra = "".join(f", {k} {v:.3f}" for k, v in diagnostics.means().items())
         log.info("actor %s episode %d: return %.1f%s", self.actor_id, self.counters["episodes"], episode_return, extra)
 
@@ -338,6 +446,13 @@ class Actor:
         while self.sender.pending and time.monotonic() < deadline:
             self.sender.poll()
             time.sleep(0.01)
+        if self.learner_done and not self.sender.pending:
+            # tell the finishing learner that this spool is empty, so it need not wait for us
+            self.sender.heartbeat_now()
+            end = time.monotonic() + 0.3  # the socket closes without linger: give the heartbeat time to leave
+            while time.monotonic() < end:
+                self.sender.poll()
+                time.sleep(0.02)
         if self.sender.pending:
             log.warning("actor %s: %d chunks not yet acked stay in %s and are resent on the next start",
                         self.actor_id, self.sender.pending, self.sender.spool.directory)

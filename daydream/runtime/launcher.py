@@ -5,7 +5,8 @@ to `<logdir>/actors/<actor_id>.log`. Children run in their own sessions so that 
 Ctrl-C reaches only this launcher, which then stops them in the order that loses
 nothing: actors first (they spool their last steps and wait for acks), then the
 learner (it checkpoints). An actor that crashes is restarted (its spool is resent).
-When the learner finishes its `train.steps`, the actors are stopped.
+When the learner finishes its `train.steps` it tells the actors, which drain and exit;
+any still running are then stopped.
 """
 
 from __future__ import annotations
@@ -118,7 +119,8 @@ class LocalRun:
                 time.sleep(0.5)
                 code = self.learner.process.poll()
                 for actor in self.actors:
-                    actor.restart_if_exited()
+                    if actor.process.poll() != 0:  # 0: it stopped because the learner finished the run
+                        actor.restart_if_exited()
         except KeyboardInterrupt:
             self.interrupted = True
             log.warning("stopping: actors first (they spool and drain), then the learner (it checkpoints)")

@@ -5,7 +5,11 @@ acking it, and serves policies; this thread trains at `train.train_ratio` replay
 steps per received step, exports the acting graph to ONNX and publishes it every
 `transport.publish_every` updates, checkpoints every `train.checkpoint_every` received
 steps, and stops at `train.steps` received steps (or Ctrl-C / SIGTERM, after a
-checkpoint).
+checkpoint). Reaching `train.steps` it checkpoints, then tells its actors that the run
+is over in every reply (they stop, or robots keep acting without spooling) and keeps
+answering and writing their last chunks for up to `transport.done_linger_s`, until each
+connected actor has heard it with an empty spool. Resuming a finished run does the same
+at once (so actors still waiting hear it) and says how to extend the run.
 
 Logdir: `config.yaml`, `checkpoint.pt`, `replay/` (one stream per actor), `link/`
 (the seen-set that drops duplicate chunks), `policy/` (the newest published policy),
@@ -19,7 +23,6 @@ import queue
 import threading
 import time
 from collections import deque
-from typing import Any
 
 import gymnasium as gym
 import numpy as np
@@ -35,6 +38,7 @@ from daydream.runtime.metrics import MetricsWriter
 from daydream.runtime.policy_store import PolicyStore
 from daydream.runtime.status import STATUS_NAME, StatusFile
 from daydream.runtime.run_dir import open_replay, open_run, progress_bar, train_ratio
+from daydream.transport.endpoints import check_bind_security
 from daydream.transport.policy import PolicyUpdate
 
 log = logging.getLogger(__name__)
@@ -68,6 +72,8 @@ class Learner:
     def __init__(self, config: Config, resume: bool = False) -> None:
         if config.transport.publish_every <= 0:
             raise ValueError(f"transport.publish_every must be positive, got {config.transport.publish_every}")
+        tc = config.transport
+        check_bind_security(tc.bind, tc.curve.enabled, tc.insecure)
         self.config = config
         self.logdir, payload = open_run(config, resume)
         env = make_env(config.env, seed=config.seed, robot=config.robot)  # only for the spaces: the learner never steps an env
@@ -100,7 +106,14 @@ class Learner:
                                 (initial.onnx, initial.version, initial.weights) if initial and initial.onnx else None,
                                 credit=self.credit if config.transport.pace_actors else lambda: None)
         self._dataset = None
-        if resume:
+        self.done = False  # train.steps reached: actors are being told
+        steps = config.train.steps
+        self.finished_before_start = bool(resume and steps and self._base_received >= steps)
+        if self.finished_before_start:
+            log.warning("the run in %s is already finished: %d steps received, train.steps is %d. To train on, resume "
+                        "it with a larger budget, e.g. --resume --set train.steps=%d", self.logdir,
+                        self._base_received, steps, extended_steps(self._base_received, steps))
+        elif resume:
             log.info("resumed %s: %d steps received, update %d, policy version %d", self.logdir,
                      self._base_received, self.agent.updates, self.policy_version)
 
@@ -178,6 +191,9 @@ class Learner:
         sums: dict[str, float] = {}
         count = 0
         means: dict[str, float] = {}
+        shown_postfix: tuple = ()  # (updates, policy version, episodes seen) on the bar
+        postfix_at = 0.0
+        reached = False
         try:
             while stop is None or not stop.is_set():
                 if self.link.error is not None:
@@ -187,6 +203,7 @@ class Learner:
                 shown = received
                 self._write_episodes(recent)
                 if cfg.steps and received >= cfg.steps:
+                    reached = True
                     break
                 if self.ratio.owed(received, self.agent.updates) > 0:
                     for k, v in self.agent.train(next(self.batches())).items():
@@ -209,7 +226,13 @@ class Learner:
                     means = {k: v / count for k, v in sums.items()} if count else {}
                     sums, count = {}, 0
                     self.metrics.write("train", received, {**means, **rates})
-                    postfix = {"actors": rates["actors"], "upd": self.agent.updates, "policy": self.policy_version}
+                # the bar follows updates and policy versions as they change, not only every log_every
+                # received steps (a paced run receives a few steps per update); at most twice a second
+                now_shown = (self.agent.updates, self.policy_version, self._episodes_seen(recent))
+                if now_shown != shown_postfix and time.monotonic() - postfix_at >= 0.5:
+                    shown_postfix, postfix_at = now_shown, time.monotonic()
+                    postfix = {"actors": len(self.link.snapshot["actors"]), "upd": self.agent.updates,
+                               "policy": self.policy_version}
                     if recent:
                         postfix["return"] = f"{np.mean(recent):.1f}"
                     progress.set_postfix(postfix)
@@ -218,6 +241,8 @@ class Learner:
                     self.save()
                 if self.status.due():
                     self.write_status()
+            if reached:
+                self.finish(stop)
         except KeyboardInterrupt:
             log.warning("interrupted at %d received steps; saving a checkpoint", self.received_steps)
             raise
@@ -229,6 +254,40 @@ class Learner:
             self.write_status()
             self.metrics.flush()
         return means
+
+    def finish(self, stop: threading.Event | None = None) -> None:
+        """train.steps reached: checkpoint, then tell the actors and wait until they heard it with empty spools.
+
+        Waits at least two heartbeat periods (actors that are reconnecting show up) and at most
+        `transport.done_linger_s`; actors silent for `learner_timeout_s` are not waited for.
+        Chunks arriving meanwhile are still written and acked, so draining actors lose nothing.
+        """
+        tc = self.config.transport
+        self.save()  # first: a learner killed while lingering resumes as a finished run
+        self.done = True
+        self.link.finish()
+        log.info("train.steps=%d reached (%d steps received); telling the actors that the run is over (for up to "
+                 "%.0f s)", self.config.train.steps, self.received_steps, tc.done_linger_s)
+        start = time.monotonic()
+        while time.monotonic() - start < tc.done_linger_s and (stop is None or not stop.is_set()):
+            if self.link.error is not None:
+                raise RuntimeError(f"the learner's network thread failed: {self.link.error}") from self.link.error
+            time.sleep(0.1)
+            if self.status.due():
+                self.write_status()
+            live = [a for a in self.link.snapshot["actors"].values() if a["age_s"] < tc.learner_timeout_s]
+            if time.monotonic() - start >= 2 * tc.heartbeat_interval_s + 0.5 and all(
+                    a["told_done"] and a["pending"] == 0 for a in live):
+                return
+        unsettled = [a for a, i in self.link.snapshot["actors"].items()
+                     if i["age_s"] < tc.learner_timeout_s and not (i["told_done"] and i["pending"] == 0)]
+        if unsettled:
+            log.warning("actors %s had not drained their spools after %.0f s; their chunks stay spooled "
+                        "(they reach a resumed run)", unsettled, tc.done_linger_s)
+
+    @staticmethod
+    def _episodes_seen(recent: deque[float]) -> tuple[int, float]:
+        return len(recent), recent[-1] if recent else 0.0
 
     def _write_episodes(self, recent: deque[float]) -> None:
         while True:
@@ -244,6 +303,7 @@ class Learner:
         snapshot = self.link.snapshot
         self.status.write({
             "role": "learner",
+            "done": self.done,
             "received_steps": self.received_steps,
             "replay_steps": len(self.replay),
             "updates": self.agent.updates,
@@ -262,9 +322,16 @@ class Learner:
         self.metrics.close()
 
 
-def run_learner(config: Config, resume: bool = False) -> dict[str, Any]:
+def extended_steps(received: int, steps: int) -> int:
+    """A budget that continues a finished run: twice the old one, or one more budget past what it has."""
+    return max(2 * steps, received + steps)
+
+
+def run_learner(config: Config, resume: bool = False) -> Learner:
+    """Run a learner to its end; returns it (`finished_before_start`, `received_steps`...)."""
     learner = Learner(config, resume=resume)
     try:
-        return learner.run()
+        learner.run()
     finally:
         learner.close()
+    return learner

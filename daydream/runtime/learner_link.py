@@ -42,6 +42,7 @@ class LearnerLink(threading.Thread):
         self._state_dir = Path(state_dir)
         self._initial_policy = initial_policy
         self._credit = credit
+        self._done = False  # set by `finish`: replies tell actors that the run is over
         self._stop_event = threading.Event()
         self._ready = threading.Event()
         self._error: BaseException | None = None
@@ -59,6 +60,10 @@ class LearnerLink(threading.Thread):
         assert self._server is not None, "start() the link before publishing"
         return self._server.publish(onnx_bytes, version, weights)
 
+    def finish(self) -> None:
+        """From now on every ack and heartbeat tells actors that the run is over (train.steps reached)."""
+        self._done = True
+
     @property
     def error(self) -> BaseException | None:
         return self._error
@@ -74,7 +79,7 @@ class LearnerLink(threading.Thread):
         try:
             receiver = ExperienceReceiver(self.experience_endpoint, self._on_chunk, self._state_dir, curve=self._curve,
                                           policy_version=lambda: server.version, credit=self._credit,
-                                          max_message_bytes=tc.max_message_bytes)
+                                          done=lambda: self._done, max_message_bytes=tc.max_message_bytes)
         except BaseException as exc:
             server.close()
             self._error = _bind_error(exc, self.experience_endpoint)
@@ -90,7 +95,7 @@ class LearnerLink(threading.Thread):
                 receiver.poll(timeout_ms=20)
                 server.poll(0)
                 now = time.monotonic()
-                if now - last_snapshot > 0.2:
+                if now - last_snapshot > (0.05 if self._done else 0.2):  # finishing: the learner waits on it
                     last_snapshot = now
                     self.snapshot = {"experience": receiver.stats, "policy": server.stats,
                                      "actors": {a: dataclasses.asdict(i) | {"age_s": round(i.age_s, 2)}

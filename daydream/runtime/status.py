@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import logging
 import time
 from pathlib import Path
 from typing import Any
 
 from daydream.atomic import atomic_write_bytes
+
+log = logging.getLogger(__name__)
 
 STATUS_NAME = "status.json"
 
@@ -17,6 +20,7 @@ class StatusFile:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.every_s = every_s
+        self.failures = 0
         self._last = -float("inf")
 
     def due(self) -> bool:
@@ -24,7 +28,13 @@ class StatusFile:
 
     def write(self, data: dict[str, Any]) -> None:
         # atomic against a crash of this process (readers never see half a file); no fsync: it is rewritten anyway
-        atomic_write_bytes(self.path, json.dumps({"time": time.time(), **data}, default=float).encode(), durable=False)
+        try:
+            atomic_write_bytes(self.path, json.dumps({"time": time.time(), **data}, default=float).encode(),
+                               durable=False)
+        except OSError as exc:  # a full disk: monitoring must not stop a robot; the next write tries again
+            self.failures += 1
+            if self.failures <= 3 or self.failures % 1000 == 0:
+                log.warning("could not write %s (#%d): %s", self.path, self.failures, exc)
         self._last = time.monotonic()
 
 

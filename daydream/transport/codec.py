@@ -31,14 +31,22 @@ _ALLOWED_KINDS = frozenset("biufc")
 # actor ids become replay stream ids and file names, so they follow the replay's id rule
 ACTOR_ID_RE = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
 
+# Bumped when a field's meaning changes. New fields are optional and ignored by older peers (see
+# `_validate`), so both sides keep working with older ones: version 2 added `done`, `oldest_seq` and `proto`.
+PROTOCOL_VERSION = 2
+
 # message type -> (required fields, optional fields), field -> python type
 SCHEMAS: dict[str, tuple[dict[str, type], dict[str, type]]] = {
     "chunk": ({"actor_id": str, "seq": int, "episode_id": int, "data": dict}, {}),
-    # credit: env steps the learner wants before actors should wait (pacing to the train ratio)
-    "ack": ({"seq": int}, {"credit": int}),
-    "hello": ({"actor_id": str}, {"policy_version": int, "steps_per_s": float, "pending": int}),
+    # credit: env steps the learner wants before actors should wait (pacing to the train ratio);
+    # done: the learner has reached train.steps and is about to exit (actors stop or stop spooling)
+    "ack": ({"seq": int}, {"credit": int, "done": bool}),
+    # oldest_seq: the oldest chunk still in the actor's spool (older unacked ones were dropped: full spool)
+    "hello": ({"actor_id": str}, {"policy_version": int, "steps_per_s": float, "pending": int, "oldest_seq": int,
+                                  "proto": int}),
     "heartbeat": ({"policy_version": int},
-                  {"actor_id": str, "steps_per_s": float, "pending": int, "next_seq": int, "credit": int}),
+                  {"actor_id": str, "steps_per_s": float, "pending": int, "next_seq": int, "credit": int,
+                   "done": bool, "oldest_seq": int, "proto": int}),
     # a policy carries `onnx` (the exported acting graph) or `weights` (the torch acting modules'
     # tensors, for `policy: torch` actors), whichever the request's `format` asked for
     "policy": ({"version": int, "sha256": str}, {"onnx": bytes, "weights": dict}),

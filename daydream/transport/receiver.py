@@ -10,7 +10,9 @@ absorbs (it is idempotent on (stream, name=f"{actor_id}-{seq}")).
 
 The same socket carries actors' hello/heartbeat messages; every one is answered with a
 learner heartbeat so actors know the learner is alive. Bad messages are counted in
-`stats` and logged; nothing a peer sends can raise out of `poll()`.
+`stats` and logged; nothing a peer sends can raise out of `poll()`. Once `done` returns
+True (the learner reached its step budget), every ack and heartbeat says so, and
+`ActorInfo.told_done` records which actors have heard it.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from daydream.transport.codec import DEFAULT_MAX_MESSAGE_BYTES, chunk_steps
+from daydream.transport.codec import DEFAULT_MAX_MESSAGE_BYTES, PROTOCOL_VERSION, chunk_steps
 from daydream.transport.keys import CurveServerKeys
 from daydream.transport.seqset import SeenStore
 from daydream.transport.sockets import RouterEnd
@@ -48,6 +50,13 @@ class ActorInfo:
     pending: int = 0  # chunks in the actor's spool not yet acked
     chunks: int = 0  # new chunks received from it
     steps: int = 0
+    oldest_seq: int = 0  # oldest chunk in its spool: unseen seqs below it were dropped by its full-spool policy
+    told_done: bool = False  # it was answered with `done` (the run is over) after its last message
+
+    @property
+    def settled(self) -> bool:
+        """Told that the run is over, with nothing left in its spool as of its last message."""
+        return self.told_done and self.pending == 0
 
     @property
     def age_s(self) -> float:
@@ -68,11 +77,13 @@ class ExperienceReceiver:
                  curve: CurveServerKeys | None = None,
                  policy_version: Callable[[], int] = lambda: 0,
                  credit: Callable[[], int | None] = lambda: None,
+                 done: Callable[[], bool] = lambda: False,
                  max_batch: int = 256,
                  max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> None:
         self._on_chunk = on_chunk
         self._policy_version = policy_version
         self._credit = credit
+        self._done = done
         self.max_batch = max_batch
         self._seen = SeenStore(state_dir)
         self._actors: dict[str, ActorInfo] = {}
@@ -97,15 +108,15 @@ class ExperienceReceiver:
     def poll(self, timeout_ms: int = 0) -> int:
         """Wait up to `timeout_ms` for messages, handle up to `max_batch`; returns new chunks delivered."""
         delivered = 0
-        acks: list[tuple[bytes, int]] = []
+        acks: list[tuple[bytes, int, str]] = []
         replies: list[tuple[bytes, str]] = []
         for identity, msg_type, payload in self._link.recv(timeout_ms, self.max_batch):
             if msg_type == "chunk":
                 if self._handle_chunk(payload):
                     delivered += 1
-                    acks.append((identity, payload["seq"]))
+                    acks.append((identity, payload["seq"], payload["actor_id"]))
                 elif self._seen.seen(payload["actor_id"], payload["seq"]):
-                    acks.append((identity, payload["seq"]))
+                    acks.append((identity, payload["seq"], payload["actor_id"]))
             elif msg_type in ("hello", "heartbeat") and "actor_id" in payload:
                 self._touch(payload["actor_id"], payload)
                 if msg_type == "hello":
@@ -117,12 +128,18 @@ class ExperienceReceiver:
                 log.debug("ignoring %s message on the experience socket", msg_type)
         self._seen.save()  # before acking: see the module docstring
         credit = self._credit() if acks or replies else None
-        extra = {} if credit is None else {"credit": int(credit)}
-        for identity, seq in acks:
+        extra: dict[str, Any] = {} if credit is None else {"credit": int(credit)}
+        done = self._done()
+        if done:
+            extra["done"] = True
+        for identity, seq, actor_id in acks:
             self._link.send(identity, "ack", {"seq": seq, **extra})
+            self._actors[actor_id].told_done = done
         for identity, actor_id in replies:
-            self._link.send(identity, "heartbeat", {"policy_version": self._policy_version(),
-                                                    "next_seq": self._seen.next_seq(actor_id), **extra})
+            sent = self._link.send(identity, "heartbeat", {"policy_version": self._policy_version(),
+                                                           "next_seq": self._seen.next_seq(actor_id),
+                                                           "proto": PROTOCOL_VERSION, **extra})
+            self._actors[actor_id].told_done = done and sent
         return delivered
 
     def _touch(self, actor_id: str, payload: dict[str, Any]) -> ActorInfo:
@@ -130,7 +147,7 @@ class ExperienceReceiver:
         if info is None:
             info = self._actors[actor_id] = ActorInfo(actor_id, time.monotonic())
         info.last_seen = time.monotonic()
-        for name in ("steps_per_s", "policy_version", "pending"):
+        for name in ("steps_per_s", "policy_version", "pending", "oldest_seq"):
             if name in payload:
                 setattr(info, name, payload[name])
         return info

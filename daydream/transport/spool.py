@@ -10,10 +10,16 @@ chunk files are acked and deleted. Writing a counter per chunk would cost one mo
 fsync per chunk, so ``reserved`` is advanced in blocks: seqs below it may have been
 used, and a restart continues from it (skipping at most one block, which the
 learner's range-based seen-set absorbs cheaply).
+
+The spool can be bounded (``max_bytes``): the caller either waits for acks to make room
+(`has_room`, a sim) or drops the oldest unacked chunks (`drop_oldest`, a robot that
+must keep acting). Every write is atomic (temp file + rename), so a write that fails
+half-way, e.g. with the disk full (ENOSPC), leaves no partial chunk behind.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import re
@@ -28,16 +34,30 @@ log = logging.getLogger(__name__)
 
 _CHUNK_RE = re.compile(r"(\d{12,})_(-?\d+)\.npz")
 META = "meta.json"
+# errors that mean "no room on the device", not a broken spool: the caller's full-spool policy handles them
+DISK_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
+# np.savez's zip headers per array (and the archive's end), added to the arrays' bytes when estimating a chunk's size
+_NPZ_OVERHEAD = 512
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    return isinstance(exc, OSError) and exc.errno in DISK_FULL_ERRNOS
+
+
+def chunk_bytes(chunk: dict[str, np.ndarray]) -> int:
+    """About the bytes `chunk` takes in the spool (uncompressed npz): its arrays plus zip headers."""
+    return sum(np.asarray(a).nbytes for a in chunk.values()) + _NPZ_OVERHEAD * (len(chunk) + 1)
 
 
 class Spool:
-    def __init__(self, directory: str | Path, actor_id: str, reserve_block: int = 1024) -> None:
+    def __init__(self, directory: str | Path, actor_id: str, reserve_block: int = 1024, max_bytes: int = 0) -> None:
         if not ACTOR_ID_RE.fullmatch(actor_id):
             raise ValueError(f"actor_id {actor_id!r} must be 1-64 chars of [A-Za-z0-9_.-] (it names replay streams)")
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
         self.actor_id = actor_id
         self._block = reserve_block
+        self.max_bytes = max_bytes  # 0 = unbounded
         remove_temp_files(self.directory)
         meta_path = self.directory / META
         self._reserved = 0
@@ -56,6 +76,9 @@ class Spool:
                 found[int(m.group(1))] = (p, int(m.group(2)))
         # seqs are allocated increasingly, so insertion order stays sorted: no sorting per poll
         self._files: dict[int, tuple[Path, int]] = dict(sorted(found.items()))
+        self._sizes: dict[int, int] = {seq: p.stat().st_size for seq, (p, _) in self._files.items()}
+        self._steps: dict[int, int] = {}  # seq -> steps, for chunks written by this process
+        self.bytes = sum(self._sizes.values())
         self._next = max(self._reserved, max(self._files, default=-1) + 1)
         if self._files:
             log.info("spool %s: %d unacked chunks from a previous run, continuing at seq %d",
@@ -65,16 +88,17 @@ class Spool:
     def next_seq(self) -> int:
         return self._next
 
-    def _save_meta(self) -> None:
-        meta = {"actor_id": self.actor_id, "reserved": self._reserved}
+    def _save_meta(self, reserved: int | None = None) -> None:
+        meta = {"actor_id": self.actor_id, "reserved": self._reserved if reserved is None else reserved}
         atomic_write_bytes(self.directory / META, json.dumps(meta).encode())
 
     def allocate(self) -> int:
         """Return a new seq, never returned before for this spool (also across restarts)."""
         seq = self._next
         if seq >= self._reserved:
+            # saved before it is used: if the write fails (disk full), nothing changed and the call can be retried
+            self._save_meta(seq + self._block)
             self._reserved = seq + self._block
-            self._save_meta()
         self._next = seq + 1
         return seq
 
@@ -91,9 +115,36 @@ class Spool:
                 raise TypeError(f"chunk[{key!r}] is {type(arr).__name__}; chunks must hold numpy arrays")
             check_dtype(arr.dtype)
         path = self.directory / f"{seq:012d}_{int(episode_id)}.npz"
-        atomic_write(path, lambda f: np.savez(f, **chunk))
+        atomic_write(path, lambda f: np.savez(f, **chunk))  # raises OSError (ENOSPC...) with nothing left behind
         self._files[seq] = (path, int(episode_id))
+        self._sizes[seq] = size = path.stat().st_size
+        self._steps[seq] = len(next(iter(chunk.values())))
+        self.bytes += size
         return path
+
+    def has_room(self, size: int) -> bool:
+        """Whether a chunk of `size` bytes fits under `max_bytes` now (always true for an empty spool)."""
+        # an empty spool always takes one chunk, so a bound below one chunk cannot stall an actor forever
+        return not self.max_bytes or not self._files or self.bytes + size <= self.max_bytes
+
+    def steps_of(self, seq: int) -> int:
+        """Steps in spooled chunk `seq` (read from its file if an earlier process wrote it; 0 if unreadable)."""
+        if seq not in self._steps:
+            try:
+                with np.load(self._files[seq][0], allow_pickle=False) as npz:
+                    self._steps[seq] = len(npz[npz.files[0]])
+            except Exception:  # an unreadable chunk holds no usable steps
+                self._steps[seq] = 0
+        return self._steps[seq]
+
+    def drop_oldest(self) -> tuple[int, int] | None:
+        """Delete the oldest unacked chunk to make room; returns (seq, steps), or None if the spool is empty."""
+        if not self._files:
+            return None
+        seq = next(iter(self._files))
+        steps = self.steps_of(seq)
+        self.remove(seq)
+        return seq, steps
 
     def load(self, seq: int) -> tuple[int, dict[str, np.ndarray]]:
         path, episode_id = self._files[seq]
@@ -105,11 +156,15 @@ class Spool:
         if entry is None:
             return False
         entry[0].unlink(missing_ok=True)
+        self.bytes -= self._sizes.pop(seq, 0)
+        self._steps.pop(seq, None)
         return True
 
     def quarantine(self, seq: int) -> None:
         """Move an unreadable chunk aside so it is kept for inspection but not resent forever."""
         path, _ = self._files.pop(seq)
+        self.bytes -= self._sizes.pop(seq, 0)
+        self._steps.pop(seq, None)
         bad = self.directory / "corrupt"
         bad.mkdir(exist_ok=True)
         path.replace(bad / path.name)

@@ -1,0 +1,106 @@
+"""The bounded spool at the actor, in-process on Pendulum: a robot (pace_actors false) keeps
+acting with its learner away, dropping its oldest unacked chunks, counting them in
+status.json and dropped.jsonl and logging once per episode; a sim (pace_actors true) stops
+stepping while its spool is full and goes on, dropping nothing, once the learner acks."""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+
+import pytest
+
+from daydream.config import load_config
+from daydream.runtime.actor import Actor
+from daydream.runtime.status import read_status
+from daydream.transport import ExperienceReceiver
+from processes import free_port_pair
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def actor_config(logdir, port, *extra):
+    return load_config("pendulum_tiny", [f"logdir={logdir}", f"transport.learner=tcp://127.0.0.1:{port}",
+                                         "transport.actor_id=a0", "transport.chunk_length=16",
+                                         "transport.status_every_s=0.1", "transport.drain_timeout_s=0.5",
+                                         "transport.heartbeat_interval_s=0.1", *extra])
+
+
+def test_robot_with_full_spool_keeps_acting_and_drops_oldest_chunks(tmp_path, caplog):
+    port = free_port_pair()  # nothing listens there: the learner is away all along
+    config = actor_config(tmp_path, port, "transport.pace_actors=false", "transport.spool_max_mb=0.012")
+    actor = Actor(config, max_steps=650)  # a bit more than 3 Pendulum episodes (200 steps)
+    try:
+        with caplog.at_level(logging.ERROR, logger="daydream.runtime.actor"):
+            counters = actor.run()
+        spool_bytes, left = actor.sender.spool.bytes, sum(actor.sender.spool.steps_of(s)
+                                                          for s in actor.sender.spool.seqs())
+    finally:
+        actor.close()
+    status = read_status(tmp_path / "actors" / "a0")
+    bound = int(0.012 * 2**20)
+    records = 650 + status["episodes"]  # each episode also records its reset observation
+    assert status["episodes"] == 3
+    assert counters["steps_spooled"] == records and status["steps_spooled"] == records  # it never stopped acting
+    assert spool_bytes <= bound and status["spool_bytes"] == spool_bytes
+    assert status["spool_dropped_chunks"] > 10
+    # every step is either still in the spool or counted as dropped, by the spool bound
+    assert left + status["spool_dropped_steps"] == records
+    assert status["spool_dropped_bound_steps"] == status["spool_dropped_steps"]
+    lines = [json.loads(x) for x in (tmp_path / "actors" / "a0" / "dropped.jsonl").read_text().splitlines()]
+    assert len(lines) == status["spool_dropped_chunks"]
+    assert sum(x["steps"] for x in lines) == status["spool_dropped_steps"]
+    assert [x["seq"] for x in lines] == sorted(x["seq"] for x in lines)  # oldest first
+    loud = [r for r in caplog.records if "SPOOL FULL" in r.getMessage()]
+    assert 1 <= len(loud) <= status["episodes"] + 1  # once per episode, not once per chunk
+
+
+def test_sim_with_full_spool_waits_and_drops_nothing(tmp_path):
+    port = free_port_pair()
+    accept = threading.Event()
+    delivered: set[int] = set()
+
+    def on_chunk(actor_id, seq, episode_id, chunk):
+        if not accept.is_set():
+            raise RuntimeError("refusing chunks for now")  # not acked: they stay in the actor's spool
+        delivered.add(seq)
+
+    receiver = ExperienceReceiver(f"tcp://127.0.0.1:{port}", on_chunk, tmp_path / "state", credit=lambda: 10**9)
+    config = actor_config(tmp_path, port, "transport.pace_actors=true", "transport.spool_max_mb=0.012",
+                          "transport.resend_timeout_s=0.3")
+    actor = Actor(config)
+    stop = threading.Event()
+    thread = threading.Thread(target=actor.run, args=(stop,), daemon=True)
+    thread.start()
+
+    def serve_until(predicate, timeout=60.0) -> None:
+        deadline = time.monotonic() + timeout
+        while not predicate():
+            assert time.monotonic() < deadline and thread.is_alive(), "timed out"
+            receiver.poll(10)
+
+    try:
+        serve_until(lambda: actor.waiting == "spool_full")
+        held = actor.sender.steps_sent + len(actor.chunks.rows)
+        end = time.monotonic() + 1.0
+        serve_until(lambda: time.monotonic() > end)
+        # while the spool is full, the sim takes no step and drops nothing
+        assert actor.waiting == "spool_full"
+        assert actor.sender.steps_sent + len(actor.chunks.rows) == held
+        assert actor.sender.spool.bytes <= int(0.012 * 2**20)
+        assert actor.counters["spool_dropped_chunks"] == 0
+        accept.set()
+        serve_until(lambda: actor.sender.steps_sent > held + 64)
+        stop.set()
+        serve_until(lambda: not thread.is_alive())
+    finally:
+        stop.set()
+        thread.join(30)
+        actor.close()
+        receiver.close()
+    status = read_status(tmp_path / "actors" / "a0")
+    assert status["spool_dropped_chunks"] == 0 and status["spool_dropped_steps"] == 0
+    # every chunk reached the learner or is still spooled: none was dropped
+    assert delivered | set(actor.sender.spool.seqs()) == set(range(status["last_seq"] + 1))
