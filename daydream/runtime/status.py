@@ -60,6 +60,9 @@ def format_learner_status(status: dict[str, Any], now: float | None = None) -> s
            if k in ("malformed", "unknown_type", "oversized", "rejected", "auth_failures") and v}
     if bad:
         lines.append("dropped: " + ", ".join(f"{k} {v}" for k, v in sorted(bad.items())))
+    if status.get("done"):
+        lines.append("the run is finished (train.steps reached): actors are told to stop; resume with a larger "
+                     "--set train.steps=... to extend it")
     actors = status.get("actors", {})
     lines.append(f"{len(actors)} actors:" if actors else "no actors connected yet")
     for actor_id, a in sorted(actors.items()):
