@@ -5,11 +5,13 @@ stepping while its spool is full and goes on, dropping nothing, once the learner
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import threading
 import time
 
+import numpy as np
 import pytest
 
 from daydream.config import load_config
@@ -104,3 +106,71 @@ def test_sim_with_full_spool_waits_and_drops_nothing(tmp_path):
     assert status["spool_dropped_chunks"] == 0 and status["spool_dropped_steps"] == 0
     # every chunk reached the learner or is still spooled: none was dropped
     assert delivered | set(actor.sender.spool.seqs()) == set(range(status["last_seq"] + 1))
+
+
+class FullDisk:
+    """np.savez that fails with ENOSPC while `full` is set (after writing a few bytes, as a real disk does)."""
+
+    def __init__(self) -> None:
+        self.full = threading.Event()
+        self.failures = 0
+        self._savez = np.savez
+
+    def __call__(self, f, **arrays) -> None:
+        if self.full.is_set():
+            f.write(b"PK\x03\x04")
+            self.failures += 1
+            raise OSError(errno.ENOSPC, "No space left on device")
+        self._savez(f, **arrays)
+
+
+def test_full_disk_robot_drops_and_sim_waits(tmp_path, monkeypatch):
+    disk = FullDisk()
+    monkeypatch.setattr(np, "savez", disk)
+    port = free_port_pair()
+    # the robot, learner away: a full disk costs it its oldest chunks, then the new ones, never a step
+    robot = Actor(actor_config(tmp_path / "robot", port, "transport.pace_actors=false"), max_steps=300)
+    disk.full.set()
+    try:
+        robot.run()
+    finally:
+        robot.close()
+    status = read_status(tmp_path / "robot" / "actors" / "a0")
+    assert disk.failures > 0 and status["spool_dropped_disk_full_steps"] == 300 + status["episodes"]
+    assert status["steps_spooled"] == 0 and not list((tmp_path / "robot" / "actors" / "a0" / "spool").glob("*.npz"))
+    assert not list((tmp_path / "robot" / "actors" / "a0" / "spool").glob(".*.tmp"))
+    # the sim: it stops stepping until the disk has room again, and drops nothing
+    disk.full.clear()
+    receiver = ExperienceReceiver(f"tcp://127.0.0.1:{port}", lambda *a: None, tmp_path / "state", credit=lambda: 10**9)
+    sim = Actor(actor_config(tmp_path / "sim", port, "transport.pace_actors=true"))
+    stop = threading.Event()
+    thread = threading.Thread(target=sim.run, args=(stop,), daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 60
+        while sim.counters["steps_spooled"] < 64:
+            assert time.monotonic() < deadline and thread.is_alive()
+            receiver.poll(10)
+        disk.full.set()
+        while sim.waiting != "disk_full":
+            assert time.monotonic() < deadline and thread.is_alive()
+            receiver.poll(10)
+        held = sim.sender.steps_sent + len(sim.chunks.rows)
+        end = time.monotonic() + 1.0
+        while time.monotonic() < end:
+            receiver.poll(10)
+        assert sim.waiting == "disk_full" and sim.sender.steps_sent + len(sim.chunks.rows) == held
+        disk.full.clear()
+        while sim.sender.steps_sent <= held + 64:
+            assert time.monotonic() < deadline and thread.is_alive()
+            receiver.poll(10)
+        stop.set()
+        while thread.is_alive():
+            assert time.monotonic() < deadline + 30
+            receiver.poll(10)
+    finally:
+        stop.set()
+        thread.join(30)
+        sim.close()
+        receiver.close()
+    assert sim.counters["spool_dropped_chunks"] == 0
