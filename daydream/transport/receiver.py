@@ -47,7 +47,7 @@ class ActorInfo:
     steps_per_s: float = 0.0  # as reported by the actor
     policy_version: int = 0  # the version the actor runs
     policy_lag: int = 0  # newest published version - policy_version
-    pending: int = 0  # chunks in the actor's spool not yet acked
+    pending: int = 0  # chunks in the actor's spool not yet acked (as of its last heartbeat; >= 1 after a chunk)
     chunks: int = 0  # new chunks received from it
     steps: int = 0
     oldest_seq: int = 0  # oldest chunk in its spool: unseen seqs below it were dropped by its full-spool policy
@@ -156,6 +156,8 @@ class ExperienceReceiver:
         """Deliver a chunk to on_chunk; True if it was new and written."""
         actor_id, seq = payload["actor_id"], payload["seq"]
         info = self._touch(actor_id, {})
+        # it had this chunk pending when it sent it; only its next heartbeat can say the spool is empty now
+        info.pending = max(info.pending, 1)
         if self._seen.seen(actor_id, seq):
             self._link.stats["duplicates"] += 1
             return False
