@@ -17,6 +17,7 @@ CONFIG_FILE = "a1_walk.yaml"
 # ros2 launch sends SIGINT, then SIGTERM after this long (its default, 5 s, would cut short
 # the actor draining its experience and the learner writing its checkpoint)
 STOP_TIMEOUT_S = "60"
+RESPAWN_DELAY_S = 1.0  # seconds before a process that exited is started again
 
 
 def default_config() -> str:
@@ -28,19 +29,39 @@ def default_config() -> str:
         return str(Path(__file__).resolve().parents[1] / "configs" / CONFIG_FILE)
 
 
+def respawn_arguments(actions) -> dict:
+    """Restart a process that exits, at most `MAX_RESTARTS` times, as `daydream launch` does.
+
+    `respawn_max_retries` came with launch 3 (Jazzy); an older launch (Humble) could only
+    respawn without a limit, so there a dead process stays dead (and the robot's watchdog
+    or the actor's staleness check makes the robot safe).
+    """
+    import inspect
+
+    from daydream.runtime.launcher import MAX_RESTARTS
+
+    local = getattr(actions, "ExecuteLocal", None)
+    if local is None or "respawn_max_retries" not in inspect.signature(local.__init__).parameters:
+        print("a1_walk.launch.py: this launch version cannot limit respawns; processes that exit are not restarted",
+              file=sys.stderr)
+        return {}
+    return {"respawn": True, "respawn_delay": RESPAWN_DELAY_S, "respawn_max_retries": MAX_RESTARTS}
+
+
 def plan_to_actions(plan, actions, ros_actions) -> list:
     """The plan's processes as launch actions (`actions`: launch.actions, `ros_actions`: launch_ros.actions)."""
     from daydream.ros.launch_plan import PACKAGE
 
+    respawn = respawn_arguments(actions)
     out = []
     for p in plan.processes:
         if p.ros_node:
             out.append(ros_actions.Node(package=PACKAGE, executable=p.executable, name=p.name,
                                         namespace=p.namespace or None, arguments=list(p.arguments), output="screen",
-                                        sigterm_timeout=STOP_TIMEOUT_S))
+                                        sigterm_timeout=STOP_TIMEOUT_S, **respawn))
         else:  # the learner: a plain process in the Python running ros2 launch (daydream is installed there)
             out.append(actions.ExecuteProcess(cmd=p.argv(sys.executable), name=p.name, output="screen",
-                                              sigterm_timeout=STOP_TIMEOUT_S))
+                                              sigterm_timeout=STOP_TIMEOUT_S, **respawn))
     return out
 
 

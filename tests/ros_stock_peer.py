@@ -5,6 +5,7 @@ Run as a script with one JSON argument:
     {"subscribe": [[topic, type, qos], ...],           # qos: sensor | default | latched
      "publish": [[topic, type, qos, fields], ...],      # fields: the message as nested dicts/lists
      "seconds": 8, "publish_hz": 50, "until": 5, "node": "stock_peer", "services": [[name, type], ...],
+     "nodes": ["/ns/name", ...],                        # with until: also wait until these nodes are seen
      "phases": [{"seconds": 2, "publish": [...], "services": [...]}, ...]}
 
 It subscribes with rclpy's stock profiles (`qos_profile_sensor_data` for sensors, depth 10
@@ -14,7 +15,7 @@ available, and stops after `seconds` or once every subscription has `until` mess
 With `phases`, it runs them one after the other instead (each for its `seconds`, with its
 own publications and service calls), keeping its subscriptions throughout. The last line
 it prints is JSON: per topic the message count and the first message as a dict, per
-service the response, and the node names it saw in the graph.
+service the response, and the fully qualified node names it saw in the graph.
 """
 
 from __future__ import annotations
@@ -90,7 +91,8 @@ def main(spec: dict) -> dict:
     names: set[str] = set()
     period = 1.0 / spec.get("publish_hz", 50)
     phases = spec.get("phases") or [{"seconds": spec.get("seconds", 8), "publish": spec.get("publish", []),
-                                     "services": spec.get("services", []), "until": spec.get("until", 0)}]
+                                     "services": spec.get("services", []), "until": spec.get("until", 0),
+                                     "nodes": spec.get("nodes", [])}]
     for phase in phases:
         sends = [(publisher(topic, kind, qos), fill(ros_class(kind)(), fields))
                  for topic, kind, qos, fields in phase.get("publish", [])]
@@ -115,8 +117,9 @@ def main(spec: dict) -> dict:
                 future = pending.get(name)
                 if future is not None and future.done() and name not in responses:
                     responses[name] = to_dict(future.result())
-            names.update(node.get_node_names())
-            if until and all(v["count"] >= until for v in got.values()) and all(c[0] in responses for c in calls):
+            names.update(f"{ns.rstrip('/')}/{name}" for name, ns in node.get_node_names_and_namespaces())
+            if (until and all(v["count"] >= until for v in got.values()) and all(c[0] in responses for c in calls)
+                    and set(phase.get("nodes", [])) <= names):
                 break
     node.destroy_node()
     rclpy.shutdown()

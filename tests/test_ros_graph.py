@@ -1,6 +1,8 @@
 """The robot's graph end to end, sim only: `daydream launch a1_walk --sim --learner local`
 starts the MuJoCo A1 robot_driver, the robot_actor (env bridge + ONNX actor) and a learner
-as separate processes, talking over real Cyclone DDS on loopback and ZMQ. Experience
+as separate processes, talking over real DDS on loopback (daydream's Cyclone DDS backend,
+or rclpy on Fast DDS with `--set ros.backend=rclpy`, or one of each) and ZMQ. A stock
+rclpy node receives the actor's commands. Experience
 reaches the learner and a new policy reaches the actor; killing the robot_actor makes
 the driver's watchdog put the robot in its safe mode (seen in the sim's commands);
 killing the robot_driver makes the actor report stale sensors and stop commanding; the
@@ -16,15 +18,27 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
 from daydream.ros import messages as m
 from daydream.ros.dds_backend import DdsNode
+from daydream.ros.port import rclpy_available
 from daydream.runtime.status import read_status
 from processes import REPO, free_port_pair, learner_status, wait_until_true
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(400)]
+PEER = Path(__file__).with_name("ros_stock_peer.py")
+
+
+def stock_peer(spec: dict, domain: int) -> dict:
+    """Run the stock rclpy node of `ros_stock_peer.py` on `domain` and return what it saw."""
+    env = {**os.environ, "ROS_DOMAIN_ID": str(domain)}
+    done = subprocess.run([sys.executable, str(PEER), json.dumps(spec)], capture_output=True, text=True, env=env,
+                          timeout=90)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def graph_overrides(logdir, port: int, domain: int) -> list[str]:
@@ -36,13 +50,27 @@ def graph_overrides(logdir, port: int, domain: int) -> list[str]:
             "transport.actor_id=robot"]
 
 
-def test_launch_sim_graph_end_to_end_with_faults(tmp_path):
+def loopback_env(monkeypatch) -> dict[str, str]:
+    """Discovery on loopback for both DDS vendors (Fast DDS 3 honours ROS_AUTOMATIC_DISCOVERY_RANGE only)."""
+    monkeypatch.setenv("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+    monkeypatch.delenv("ROS_LOCALHOST_ONLY", raising=False)
+    monkeypatch.delenv("CYCLONEDDS_URI", raising=False)
+    return dict(os.environ)
+
+
+BACKENDS = ["dds", pytest.param("rclpy", marks=pytest.mark.skipif(
+    not rclpy_available(), reason="rclpy cannot be imported: install the ros extra (Python 3.11) or source ROS 2"))]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_launch_sim_graph_end_to_end_with_faults(tmp_path, monkeypatch, backend):
     logdir, port, domain = tmp_path / "graph", free_port_pair(), random.randint(100, 230)
     args = [sys.executable, "-m", "daydream.cli", "launch", "a1_walk", "--sim", "--learner", "local"]
-    for item in graph_overrides(logdir, port, domain):
+    for item in graph_overrides(logdir, port, domain) + [f"ros.backend={backend}"]:
         args += ["--set", item]
     out = open(tmp_path / "launch.log", "wb")
-    launcher = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, cwd=REPO, start_new_session=True)
+    launcher = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, cwd=REPO, start_new_session=True,
+                                env=loopback_env(monkeypatch))
 
     def logs() -> str:
         parts = [(tmp_path / "launch.log").read_text(errors="replace")[-2000:]]
@@ -63,6 +91,14 @@ def test_launch_sim_graph_end_to_end_with_faults(tmp_path):
         wait(lambda: read_status(actor_dir).get("policy_version", 0) >= 1 and learner_status(logdir).get(
             "received_steps", 0) >= 60, 200, "experience at the learner and a policy at the actor")
         assert driver_status()["mode"] == "active" and driver_status()["commands"] > 0
+        if rclpy_available():
+            # a stock ROS 2 node (rclpy on Fast DDS, stock QoS) receives the actor's commands and sees both nodes
+            nodes = ["/robot/robot_driver", "/robot/robot_actor"] if backend == "rclpy" else []
+            result = stock_peer({"subscribe": [["/robot/joint_commands", "std_msgs/msg/Float64MultiArray", "default"]],
+                                 "seconds": 30, "until": 3, "nodes": nodes}, domain)
+            assert result["topics"]["/robot/joint_commands"]["count"] >= 3
+            assert len(result["topics"]["/robot/joint_commands"]["first"]["data"]) == 12
+            assert set(nodes) <= set(result["nodes"]), result["nodes"]
 
         # the actor dies: the robot's watchdog takes the actuators to damping and the sim's commands stop
         pids = json.loads((logdir / "ros" / "pids.json").read_text())
@@ -109,4 +145,41 @@ def test_launch_sim_graph_end_to_end_with_faults(tmp_path):
             raise
         out.close()
     assert code == 0, logs()
+    assert (logdir / "checkpoint.pt").exists()  # the learner stopped cleanly
+
+
+@pytest.mark.skipif(not rclpy_available(), reason="rclpy cannot be imported: install the ros extra (Python 3.11) "
+                    "or source ROS 2")
+def test_mixed_graph_driver_on_rclpy_actor_on_cyclone_dds(tmp_path, monkeypatch):
+    """The robot_driver on rclpy (Fast DDS) and the robot_actor on daydream's Cyclone DDS backend learn together."""
+    from daydream.ros.launch_plan import make_plan
+
+    logdir, port, domain = tmp_path / "graph", free_port_pair(), random.randint(100, 230)
+    plan = make_plan("a1_walk", graph_overrides(logdir, port, domain), sim=True, learner="local")
+    backends = {"robot_driver": "rclpy", "robot_actor": "dds", "learner": "dds"}
+    env = {**loopback_env(monkeypatch), "PYTHONUNBUFFERED": "1"}
+    (logdir / "ros").mkdir(parents=True)
+    procs = {}
+    for p in plan.processes:
+        with open(logdir / "ros" / f"{p.name}.log", "wb") as out:
+            procs[p.name] = subprocess.Popen([*p.argv(sys.executable), "--set", f"ros.backend={backends[p.name]}"],
+                                             stdout=out, stderr=subprocess.STDOUT, cwd=REPO, env=env)
+
+    def logs() -> str:
+        return "\n".join(f"--- {name}:\n" + (logdir / "ros" / f"{name}.log").read_text(errors="replace")[-2500:]
+                         for name in procs)
+
+    try:
+        wait_until_true(lambda: read_status(logdir / "actors" / "robot").get("policy_version", 0) >= 1
+                        and learner_status(logdir).get("received_steps", 0) >= 60, 200,
+                        f"experience at the learner and a policy at the actor\n{logs()}")
+        status = read_status(logdir / "ros" / "robot_driver")
+        assert status["mode"] == "active" and status["commands"] > 0, logs()
+    finally:
+        codes = {}
+        for name in ("robot_actor", "robot_driver", "learner"):
+            procs[name].send_signal(signal.SIGINT)
+            codes[name] = procs[name].wait(120)
+    assert codes["robot_actor"] == 0 and codes["robot_driver"] == 0, f"{codes}\n{logs()}"
+    assert "Traceback" not in logs()
     assert (logdir / "checkpoint.pt").exists()  # the learner stopped cleanly

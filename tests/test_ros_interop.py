@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import signal
 import subprocess
 import sys
 import time
@@ -93,3 +94,80 @@ def test_every_graph_message_type_crosses_both_ways_with_stock_rclpy(monkeypatch
         assert topic["first"] == plain(sample), name
         assert received[name], f"daydream received no {m.ros_name(sample)} from the stock rclpy node"
         assert plain(received[name][0]) == plain(sample), name
+
+
+def _driver_status(logdir: Path) -> dict:
+    from daydream.runtime.status import read_status
+
+    return read_status(logdir / "ros" / "robot_driver")
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(180)
+@pytest.mark.parametrize("backend", ["dds", "rclpy"])
+def test_a_stock_rclpy_node_reads_and_drives_the_robot_driver(tmp_path, backend):
+    """Sensors and the latched mode reach a stock node; its commands (both types) and its e-stop are obeyed;
+    its `false` on the e-stop topic is not; on the rclpy backend its ~/clear_estop call clears the e-stop."""
+    from daydream.config import load_config
+    from daydream.ros.actor_node import robot_spec
+    from processes import REPO
+
+    domain = random.SystemRandom().randint(1, 200)
+    sets = [f"logdir={tmp_path}", "robot.driver=mujoco_a1", f"ros.backend={backend}", "ros.status_every_s=0.05",
+            f"ros.domain_id={domain}", "robot.driver_args={start: standing}", "robot.safety.watchdog_timeout_s=5"]
+    joints = robot_spec(load_config("a1_walk", sets)).actuator.joint_names
+    args = [sys.executable, "-m", "daydream.ros.driver_node", "--config", "a1_walk"]
+    for item in sets:
+        args += ["--set", item]
+    log_path = tmp_path / "driver.log"
+    with open(log_path, "wb") as out:
+        driver = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, cwd=REPO, env=stock_env(domain))
+    first, second = [0.0, 0.9, -1.8] * 4, [0.05, 0.85, -1.7] * 4
+    array = ["/robot/joint_commands", "std_msgs/msg/Float64MultiArray", "default", {"data": first}]
+    trajectory = ["/robot/joint_trajectory", "trajectory_msgs/msg/JointTrajectory", "default",
+                  {"joint_names": list(joints), "points": [{"positions": second}]}]
+    second_array = ["/robot/joint_commands", "std_msgs/msg/Float64MultiArray", "default", {"data": second}]
+    estop = ["/robot/estop", "std_msgs/msg/Bool", "default", {"data": True}]
+    stray = ["/robot/estop", "std_msgs/msg/Bool", "default", {"data": False}]
+    phases = [{"seconds": 60, "until": 2},  # until every topic arrived (the driver is up and discovered)
+              {"seconds": 2, "publish": [array]}, {"seconds": 2, "publish": [trajectory]},
+              {"seconds": 1, "publish": [estop]}, {"seconds": 2, "publish": [stray, array]}]
+    if backend == "rclpy":
+        phases.append({"seconds": 4, "publish": [second_array],
+                       "services": [["/robot/robot_driver/clear_estop", "std_srvs/srv/Trigger"]]})
+    sensors = [["/robot/joint_states", "sensor_msgs/msg/JointState", "sensor"],
+               ["/robot/imu", "sensor_msgs/msg/Imu", "sensor"],
+               ["/robot/foot_contacts", "std_msgs/msg/Float64MultiArray", "sensor"],
+               ["/robot/base_velocity", "geometry_msgs/msg/TwistStamped", "sensor"],
+               ["/robot/safety_mode", "std_msgs/msg/String", "latched"]]
+    seen: list[tuple[str, list | None]] = []
+    try:
+        peer = run_peer({"subscribe": sensors, "phases": phases, "publish_hz": 50}, domain)
+        while peer.poll() is None:
+            status = _driver_status(tmp_path)
+            if status:
+                seen.append((status["mode"], status["last_command"]))
+            time.sleep(0.02)
+        result = peer_result(peer)
+        time.sleep(0.3)
+        final = _driver_status(tmp_path)
+    finally:
+        driver.send_signal(signal.SIGINT)
+        code = driver.wait(60)
+    log = log_path.read_text(errors="replace")
+    assert code == 0 and "Traceback" not in log, log[-3000:]
+    for topic, kind, _ in sensors:
+        assert result["topics"][topic]["count"] >= 1, f"the stock node received nothing on {topic}"
+    assert result["topics"]["/robot/joint_states"]["first"]["name"] == list(joints)
+    assert result["topics"]["/robot/safety_mode"]["first"]["data"] == "active"
+    assert ("active", first) in seen, "the stock node's Float64MultiArray command did not reach the driver"
+    estopped_at = next((i for i, (mode, _) in enumerate(seen) if mode == "estop"), None)
+    assert estopped_at is not None, "the stock node's e-stop did not latch the driver"
+    assert ("active", second) in seen[:estopped_at], "the stock node's JointTrajectory did not reach the driver"
+    assert final["estops"] >= 1 and final["estop_clear_refused"] >= 1, final
+    if backend == "rclpy":
+        assert result["services"]["/robot/robot_driver/clear_estop"]["success"] is True
+        assert final["estop_clears"] == 1 and final["mode"] == "active" and final["last_command"] == second, final
+        assert "e-stop cleared by the ~/clear_estop service" in log
+    else:  # no services on the DDS backend: the e-stop stays latched, whatever arrives on the topic
+        assert final["mode"] == "estop" and final["safety"]["commands_ignored"] > 0, final

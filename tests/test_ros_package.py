@@ -27,6 +27,7 @@ from daydream.config import ConfigError, config_dir, load_config
 from daydream.ros import topics
 from daydream.ros.launch_plan import EXECUTABLES, PACKAGE, SIM_DRIVER, make_plan
 from daydream.ros.node_main import node_parser
+from daydream.runtime.launcher import MAX_RESTARTS
 
 REPO = Path(__file__).resolve().parents[1]
 PKG_DIR = REPO / "ros2_ws" / "src" / "daydream"
@@ -218,8 +219,13 @@ def fake_launch_modules(share: str | None) -> dict[str, types.ModuleType]:
         assert package == PACKAGE
         return share
 
+    class ExecuteLocal:  # launch >= 3 (Jazzy): respawns can be limited
+        def __init__(self, *, process_description, respawn=False, respawn_delay=None, respawn_max_retries=-1):
+            pass
+
     actions = module("launch.actions", DeclareLaunchArgument=kind("DeclareLaunchArgument"),
-                     OpaqueFunction=kind("OpaqueFunction"), ExecuteProcess=kind("ExecuteProcess"))
+                     OpaqueFunction=kind("OpaqueFunction"), ExecuteProcess=kind("ExecuteProcess"),
+                     ExecuteLocal=ExecuteLocal)
     substitutions = module("launch.substitutions", LaunchConfiguration=kind("LaunchConfiguration"))
     launch = module("launch", LaunchDescription=kind("LaunchDescription"), actions=actions, substitutions=substitutions)
     ros_actions = module("launch_ros.actions", Node=kind("Node"))
@@ -292,11 +298,20 @@ def test_launch_file_builds_the_plan(load_launch_file, sim, learner):
             assert type(action).__name__ == "ExecuteProcess"
             assert action.kwargs["cmd"] == [sys.executable, "-m", "daydream.cli", *p.arguments]
             assert action.kwargs["name"] == "learner" and action.kwargs["sigterm_timeout"] == mod.STOP_TIMEOUT_S
+        # a process that exits comes back, a limited number of times, as under `daydream launch`
+        assert action.kwargs["respawn"] is True and action.kwargs["respawn_max_retries"] == MAX_RESTARTS
     kinds = [type(a).__name__ for a in actions]
     assert kinds.count("ExecuteProcess") == (1 if learner == "local" else 0)
     assert kinds.count("Node") == 2
     driver_args = actions[0].kwargs["arguments"]
     assert (f"robot.driver={SIM_DRIVER}" in driver_args) == (sim == "true")
+
+
+def test_launch_file_does_not_respawn_without_a_limit(load_launch_file, monkeypatch):
+    mod = load_launch_file()
+    monkeypatch.delattr(sys.modules["launch.actions"], "ExecuteLocal")  # launch < 3 (Humble): no respawn_max_retries
+    actions = run_launch(mod, sim="true", learner="local")
+    assert actions and all("respawn" not in a.kwargs for a in actions)
 
 
 def test_launch_file_passes_config_and_overrides(load_launch_file):

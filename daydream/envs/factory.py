@@ -89,7 +89,8 @@ def make_robot_env(task: str, robot: RobotConfig, seed: int = 0, driver: Any = N
     if driver is None:
         driver = make_safe_driver(robot, seed)
     return RobotEnv(driver, make_task(task), robot.control_hz, action_scale=robot.action_scale, pacing=robot.pacing,
-                    stale_timeout_s=robot.stale_timeout_s, reset_on_fall=robot.reset_on_fall, camera=robot.camera)
+                    stale_timeout_s=robot.stale_timeout_s, reset_on_fall=robot.reset_on_fall, camera=robot.camera,
+                    safe_mode=robot.safety.safe_mode)
 
 
 def make_safe_driver(robot: RobotConfig, seed: int = 0) -> Any:

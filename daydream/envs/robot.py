@@ -10,7 +10,8 @@ shape, fresh), and returns the observation and the task's reward.
 Observations: `joint_position`, `joint_velocity`, and where the driver declares them
 `imu_orientation`, `imu_angular_velocity`, `foot_contact` (as 0/1 floats); `last_action`;
 and `image` when the driver has a camera and `robot.camera` is on. On any sensor fault the
-actuators go to the safe mode before the error is raised.
+actuators go to the safe mode before the error is raised: `robot.safety.safe_mode` (or the
+safety layer's), else the first the driver declares, never one the driver lacks.
 
 Episodes end on the time limit (a wrapper) only: hardware has no resets, and `reset()`
 continues from wherever the robot is. A simulated robot is reset on the first `reset()`
@@ -41,7 +42,7 @@ class RobotEnv(gym.Env):
 
     def __init__(self, driver: Driver, task: Task, control_hz: float, action_scale: float = 1.0,
                  pacing: str = "auto", stale_timeout_s: float = 0.25, reset_on_fall: bool = False,
-                 camera: bool = False) -> None:
+                 camera: bool = False, safe_mode: str | None = None) -> None:
         if control_hz <= 0:
             raise ValueError(f"robot.control_hz must be positive, got {control_hz}")
         if pacing not in ("auto", "wall", "sim"):
@@ -52,6 +53,7 @@ class RobotEnv(gym.Env):
         self.driver, self.task = driver, task
         spec = driver.spec
         task.check(spec)
+        self.safe_mode = fault_safe_mode(driver, safe_mode)
         self.spec_ = spec
         self.dt = 1.0 / control_hz
         self.pacing = ("sim" if simulated else "wall") if pacing == "auto" else pacing
@@ -185,7 +187,25 @@ class RobotEnv(gym.Env):
     def _fault(self, message: str, error: type[Exception] = DriverError):
         """Put the actuators in the safe mode, then raise."""
         try:
-            self.driver.safe_mode("damping", message)
+            self.driver.safe_mode(self.safe_mode, message)  # type: ignore[arg-type]
         except Exception:  # the driver may be what failed; the original error matters more
             log.exception("could not switch %s to its safe mode", type(self.driver).__name__)
         raise error(message)
+
+
+def fault_safe_mode(driver: Driver, requested: str | None = None) -> str:
+    """The safe mode a fault puts the actuators in: `requested` (robot.safety.safe_mode), else the
+    safety layer's configured one, else the first the driver declares. Never a mode the driver lacks:
+    a hold-only driver asked for damping would refuse, and its actuators would not go safe."""
+    from daydream.drivers.safety import SafetyLayer
+
+    declared = tuple(driver.spec.safe_modes)
+    if not declared:
+        raise ValueError(f"driver {driver.spec.name} declares no safe mode (DriverSpec.safe_modes); the robot env "
+                         "needs one to stop the actuators on a fault")
+    configured = driver.config.safe_mode if isinstance(driver, SafetyLayer) else None
+    mode = requested or configured or declared[0]
+    if mode not in declared:
+        raise ValueError(f"robot.safety.safe_mode is {mode!r} but driver {driver.spec.name} only offers "
+                         f"{list(declared)}; set robot.safety.safe_mode to one of them")
+    return mode

@@ -10,7 +10,9 @@ these nodes, whichever RMW they use.
 
 This module owns:
 - one DomainParticipant per process and domain, shared by the nodes on it (as ROS 2 has
-  one per context) and deleted with the last of them;
+  one per context) and deleted with the last of them, announcing its nodes and their
+  endpoints on `ros_discovery_info` as the RMWs do (`daydream.ros.discovery`), so
+  `ros2 node list` shows them;
 - the node: a DDS publisher and subscriber per node, a WaitSet that wakes `spin_once` as
   soon as a sample arrives (tens of microseconds on loopback), and timers scheduled on a
   drift-free grid and run by `spin_once` on the spinning thread.
@@ -40,6 +42,7 @@ from cyclonedds.topic import Topic
 from cyclonedds.util import duration
 
 from daydream.ros import messages
+from daydream.ros.discovery import GraphAnnouncer
 from daydream.ros.dds_typeinfo import LOCK as _TYPE_LOCK
 from daydream.ros.dds_typeinfo import no_type_information
 from daydream.ros.port import DEFAULT_QOS, Node, Publisher, QoS, Timer
@@ -111,6 +114,7 @@ def dds_qos(qos: QoS) -> Qos:
 class _Shared:
     participant: DomainParticipant
     domain: Domain | None  # an explicitly configured domain (localhost only), else None
+    announcer: GraphAnnouncer | None = None  # ros_discovery_info of this participant's nodes
     users: int = 0
 
 
@@ -123,7 +127,7 @@ def _localhost_only() -> bool:
             or os.environ.get("ROS_AUTOMATIC_DISCOVERY_RANGE", "").strip().upper() == "LOCALHOST")
 
 
-def _acquire_participant(domain_id: int) -> DomainParticipant:
+def _acquire_participant(domain_id: int) -> _Shared:
     with _participants_lock:
         shared = _participants.get(domain_id)
         if shared is None:
@@ -133,9 +137,10 @@ def _acquire_participant(domain_id: int) -> DomainParticipant:
                     log.info("ROS_LOCALHOST_ONLY is set but CYCLONEDDS_URI configures Cyclone DDS; using the latter")
                 else:
                     domain = Domain(domain_id, _LOCALHOST_CONFIG)
-            shared = _participants[domain_id] = _Shared(DomainParticipant(domain_id), domain)
+            participant = DomainParticipant(domain_id)
+            shared = _participants[domain_id] = _Shared(participant, domain, GraphAnnouncer(participant))
         shared.users += 1
-        return shared.participant
+        return shared
 
 
 def _release_participant(domain_id: int) -> None:
@@ -216,7 +221,9 @@ class DdsNode(Node):
         self._subscriptions: list[_Subscription] = []
         self._timers: list[_DdsTimer] = []
         self._destroyed = False
-        participant = _acquire_participant(self.domain_id)
+        shared = _acquire_participant(self.domain_id)
+        participant = shared.participant
+        self._announcer = shared.announcer
         try:
             self._participant = participant
             self._publisher = DdsPublisher(participant)
@@ -227,6 +234,7 @@ class DdsNode(Node):
         except Exception:
             _release_participant(self.domain_id)
             raise
+        self._announcer.add_node(id(self), self.namespace, self.name)
 
     # -- graph -------------------------------------------------------------------------------------
 
@@ -255,6 +263,7 @@ class DdsNode(Node):
             with no_type_information(topic_entity):  # match by type name, as the RMWs do (see dds_typeinfo)
                 writer = DataWriter(self._publisher, topic_entity, dds_qos(qos))
             self._writers.append(writer)
+        self._announcer.add_endpoint(id(self), writer, reader=False)
         return _DdsPublisher(self, writer, cls, full)
 
     def create_subscription(self, msg_type: type | str, topic: str, callback: Callable[[Any], None],
@@ -271,6 +280,7 @@ class DdsNode(Node):
             condition = ReadCondition(reader, SampleState.NotRead | ViewState.Any | InstanceState.Any)
             self._waitset.attach(condition)
             self._subscriptions.append(_Subscription(full, reader, condition, callback))
+        self._announcer.add_endpoint(id(self), reader, reader=True)
         self._guard.set(True)
 
     def create_timer(self, period_s: float, callback: Callable[[], None]) -> Timer:
@@ -366,6 +376,7 @@ class DdsNode(Node):
                 return
             self._destroyed = True
         self._guard.set(True)  # wake a spin_once waiting on another thread
+        self._announcer.remove_node(id(self))
         with self._spin_lock, self._lock:
             _delete(self._waitset)  # first: it detaches what is attached to it
             for subscription in self._subscriptions:
