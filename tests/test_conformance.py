@@ -186,13 +186,11 @@ def test_the_mujoco_a1_passes_every_check():
 
 
 def test_a_hardware_like_driver_passes_on_the_wall_clock():
-    start = time.perf_counter()
     report = run_checks(WallClockArm, FAST)
     assert report.ok, report.format()
     assert "hardware (wall clock)" in report.result("spec").detail
     assert "judged by joint motion" in report.result("safe_modes").detail
     assert "joints within the limits" in report.result("command_limits").detail
-    assert time.perf_counter() - start < 10
 
 
 def test_the_dynamixel_arm_passes_on_the_emulated_bus():

@@ -27,12 +27,14 @@ from __future__ import annotations
 
 import abc
 import dataclasses
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import numpy as np
 
 SafeMode = Literal["damping", "hold"]
 Mode = Literal["closed", "active", "damping", "hold", "estop"]
+SAFE_MODES: tuple[SafeMode, ...] = get_args(SafeMode)
+MODES: tuple[Mode, ...] = get_args(Mode)
 
 
 class DriverError(RuntimeError):
