@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from daydream.drivers import Command, DriverError, make_driver
-from daydream.drivers import serial as dserial
+from daydream.drivers import serial_link as dserial
 from daydream.drivers.dynamixel import protocol as dxl
 from daydream.drivers.dynamixel.arm import DynamixelArm
 from daydream.drivers.dynamixel.emulator import EmulatedBus

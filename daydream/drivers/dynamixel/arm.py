@@ -47,7 +47,7 @@ from daydream.drivers.dynamixel import protocol as dxl
 from daydream.drivers.dynamixel.protocol import XAddr
 from daydream.drivers.interface import (ActuatorSpec, Command, Driver, DriverError, DriverSpec, Health, Mode, SafeMode,
                                         SensorSample, SensorSpec)
-from daydream.drivers.serial import NoReplyError, SerialConfig, SerialLink
+from daydream.drivers.serial_link import NoReplyError, SerialConfig, SerialLink
 
 log = logging.getLogger(__name__)
 

@@ -16,7 +16,7 @@ This module owns the byte format of the public ROBOTIS specification (e-manual, 
 
 Besides the generic encoder/decoder there are builders and reply parsers for the instructions the
 arm uses (ping, read, write, sync read, sync write), `DynamixelFramer` (the `Framer` that lets a
-`daydream.drivers.serial.SerialLink` cut these packets out of a byte stream), and the X-series
+`daydream.drivers.serial_link.SerialLink` cut these packets out of a byte stream), and the X-series
 control-table addresses the arm and the emulator share.
 """
 
@@ -27,7 +27,7 @@ import enum
 from collections.abc import Hashable, Mapping, Sequence
 
 from daydream.drivers.interface import DriverError
-from daydream.drivers.serial import Extracted, Framer
+from daydream.drivers.serial_link import Extracted, Framer
 
 HEADER = b"\xff\xff\xfd\x00"
 STUFF_PATTERN = b"\xff\xff\xfd"
