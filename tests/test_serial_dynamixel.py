@@ -387,7 +387,7 @@ def test_replies_corrupted_every_time_fail_clearly(bus, arm):
 # -- the emulator's servo model -----------------------------------------------------------
 
 def test_servo_model_dynamics_and_access_rules():
-    from daydream.drivers.dynamixel.emulator import ERR_ACCESS, ERR_DATA_LIMIT, ServoModel, ticks_per_s
+    from daydream.drivers.dynamixel.bus_model import ERR_ACCESS, ERR_DATA_LIMIT, ServoModel, ticks_per_s
     servo = ServoModel(1, position=2048, tau_s=0.05)
     A = dxl.XAddr
     assert servo.write(int(A.TORQUE_ENABLE), b"\x01") == 0
