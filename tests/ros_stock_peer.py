@@ -6,6 +6,7 @@ Run as a script with one JSON argument:
      "publish": [[topic, type, qos, fields], ...],      # fields: the message as nested dicts/lists
      "seconds": 8, "publish_hz": 50, "until": 5, "node": "stock_peer", "services": [[name, type], ...],
      "nodes": ["/ns/name", ...],                        # with until: also wait until these nodes are seen
+     "endpoint_info": [topic, ...],                     # report each topic's endpoints: [node, type hash]
      "phases": [{"seconds": 2, "publish": [...], "services": [...]}, ...]}
 
 It subscribes with rclpy's stock profiles (`qos_profile_sensor_data` for sensors, depth 10
@@ -121,9 +122,15 @@ def main(spec: dict) -> dict:
             if (until and all(v["count"] >= until for v in got.values()) and all(c[0] in responses for c in calls)
                     and set(phase.get("nodes", [])) <= names):
                 break
+    endpoints = {}
+    for topic in spec.get("endpoint_info", []):  # who publishes / subscribes, by node, with the type hash seen
+        endpoints[topic] = {
+            kind: sorted([f"{i.node_namespace.rstrip('/')}/{i.node_name}", str(i.topic_type_hash)] for i in infos)
+            for kind, infos in (("publishers", node.get_publishers_info_by_topic(topic)),
+                                ("subscriptions", node.get_subscriptions_info_by_topic(topic)))}
     node.destroy_node()
     rclpy.shutdown()
-    return {"topics": got, "services": responses, "nodes": sorted(names)}
+    return {"topics": got, "services": responses, "nodes": sorted(names), "endpoints": endpoints}
 
 
 if __name__ == "__main__":

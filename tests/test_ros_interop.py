@@ -77,7 +77,8 @@ def test_every_graph_message_type_crosses_both_ways_with_stock_rclpy(monkeypatch
                 + [["/interop/done", "std_msgs/msg/Bool", "default"]],
                 "publish": [[f"/interop/from_stock_{name}", m.ros_name(s), "default", plain(s)]
                             for name, s in GRAPH_TYPES.items()],
-                "seconds": 40, "until": 3, "publish_hz": 20}
+                "seconds": 40, "until": 3, "publish_hz": 20, "nodes": ["/interop/cyclone_side"],
+                "endpoint_info": [f"/interop/to_stock_{name}" for name in GRAPH_TYPES]}
         peer = run_peer(spec, domain)
         deadline = time.monotonic() + 60
         while peer.poll() is None and time.monotonic() < deadline:
@@ -94,6 +95,12 @@ def test_every_graph_message_type_crosses_both_ways_with_stock_rclpy(monkeypatch
         assert topic["first"] == plain(sample), name
         assert received[name], f"daydream received no {m.ros_name(sample)} from the stock rclpy node"
         assert plain(received[name][0]) == plain(sample), name
+        # rclpy reads our writer's type hash (USER_DATA), and it equals the one rclpy computes for its own reader
+        endpoints = result["endpoints"][f"/interop/to_stock_{name}"]
+        (theirs,) = [h for node, h in endpoints["subscriptions"] if node == "/stock_peer"]
+        assert [h for _, h in endpoints["publishers"]] == [theirs], endpoints
+        assert theirs == m.TYPE_HASHES[m.ros_name(sample)]
+    assert "/interop/cyclone_side" in result["nodes"]
 
 
 def _driver_status(logdir: Path) -> dict:

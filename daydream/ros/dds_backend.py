@@ -3,7 +3,8 @@
 `DdsNode` speaks DDS the way ROS 2 does (rmw_cyclonedds_cpp): topic `/a1/joint_states` is
 the DDS topic `rt/a1/joint_states`, types are ROS 2's DDS type names
 (`daydream.ros.messages`), samples are XCDR1, the domain is `ROS_DOMAIN_ID`, and
-QoS maps one to one. Readers and writers announce no XTypes type information, so peers
+QoS maps one to one, and USER_DATA carries ROS 2's type hash (`typehash=RIHS01_...;`) as
+the RMWs write it. Readers and writers announce no XTypes type information, so peers
 match them by type name as the RMWs do (`daydream.ros.dds_typeinfo` says why: Fast DDS 3
 peers would not match otherwise). So ROS 2 tools on the same network see and talk to
 these nodes, whichever RMW they use.
@@ -89,8 +90,11 @@ def dds_topic_name(topic: str) -> str:
     return TOPIC_PREFIX + topic
 
 
-def dds_qos(qos: QoS) -> Qos:
-    """`port.QoS` as Cyclone QoS for a reader or writer, as rmw_cyclonedds_cpp sets it."""
+def dds_qos(qos: QoS, user_data: bytes = b"") -> Qos:
+    """`port.QoS` as Cyclone QoS for a reader or writer, as rmw_cyclonedds_cpp sets it.
+
+    `user_data`: the endpoint's USER_DATA (the RMWs put the type hash there, `messages.type_hash_user_data`).
+    """
     reliability = (Policy.Reliability.Reliable(max_blocking_time=duration(milliseconds=100))
                    if qos.reliability == "reliable" else Policy.Reliability.BestEffort)
     history = Policy.History.KeepLast(qos.depth)
@@ -105,6 +109,8 @@ def dds_qos(qos: QoS) -> Qos:
                                               max_samples_per_instance=-1)]
     else:
         policies.append(Policy.Durability.Volatile)
+    if user_data:
+        policies.append(Policy.Userdata(data=user_data))
     return Qos(*policies)
 
 
@@ -261,7 +267,8 @@ class DdsNode(Node):
             self._check_alive()
             topic_entity = self._topic(cls, full)
             with no_type_information(topic_entity):  # match by type name, as the RMWs do (see dds_typeinfo)
-                writer = DataWriter(self._publisher, topic_entity, dds_qos(qos))
+                writer = DataWriter(self._publisher, topic_entity,
+                                    dds_qos(qos, messages.type_hash_user_data(cls.ros_name)))
             self._writers.append(writer)
         self._announcer.add_endpoint(id(self), writer, reader=False)
         return _DdsPublisher(self, writer, cls, full)
@@ -274,7 +281,8 @@ class DdsNode(Node):
             self._check_alive()
             topic_entity = self._topic(cls, full)
             with no_type_information(topic_entity):
-                reader = DataReader(self._subscriber, topic_entity, dds_qos(qos))
+                reader = DataReader(self._subscriber, topic_entity,
+                                    dds_qos(qos, messages.type_hash_user_data(cls.ros_name)))
             # any sample state: invalid samples (a writer went away) must be taken too, or the
             # condition would stay triggered and spin_once would never wait
             condition = ReadCondition(reader, SampleState.NotRead | ViewState.Any | InstanceState.Any)

@@ -67,6 +67,7 @@ class GraphAnnouncer:
         from cyclonedds.util import duration
 
         from daydream.ros.dds_typeinfo import LOCK, no_type_information
+        from daydream.ros.messages import type_hash_user_data
 
         self._lock = threading.Lock()
         self._nodes: dict[int, _NodeEntry] = {}
@@ -74,7 +75,8 @@ class GraphAnnouncer:
         qos = Qos(Policy.Reliability.Reliable(max_blocking_time=duration(milliseconds=100)), Policy.History.KeepLast(1),
                   Policy.Durability.TransientLocal, Policy.DataRepresentation(use_cdrv0_representation=True),
                   Policy.DurabilityService(cleanup_delay=0, history=Policy.History.KeepLast(1), max_samples=-1,
-                                           max_instances=-1, max_samples_per_instance=-1))
+                                           max_instances=-1, max_samples_per_instance=-1),
+                  Policy.Userdata(data=type_hash_user_data("rmw_dds_common/msg/ParticipantEntitiesInfo")))
         with LOCK:
             self.topic = Topic(participant, TOPIC, ParticipantEntitiesInfo)
         self.publisher = Publisher(participant)

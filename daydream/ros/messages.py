@@ -29,11 +29,42 @@ __all__ = [
     "MESSAGE_TYPES", "Bool", "Duration", "Float64MultiArray", "Header", "Image", "Imu", "JointState",
     "JointTrajectory", "JointTrajectoryPoint", "MultiArrayDimension", "MultiArrayLayout", "Quaternion",
     "String", "Time", "Twist", "TwistStamped", "Vector3", "decode", "dds_type_name", "encode", "message_type",
-    "ros_name", "stamp_to_time", "time_to_seconds",
+    "ros_name", "stamp_to_time", "time_to_seconds", "TYPE_HASHES", "type_hash_user_data",
 ]
 
 MESSAGE_TYPES: dict[str, type] = {}
 """ROS 2 name ("sensor_msgs/msg/JointState") -> message class."""
+
+# ROS 2 type hashes (REP 2011, Jazzy and later) of the messages, as the RMWs announce them in an
+# endpoint's USER_DATA (`typehash=RIHS01_...;`). Read from rclpy's own endpoints (the `ros` extra's
+# Kilted wheels); the test suite checks them against rclpy where it is installed.
+TYPE_HASHES: dict[str, str] = {
+    "builtin_interfaces/msg/Time": "RIHS01_b106235e25a4c5ed35098aa0a61a3ee9c9b18d197f398b0e4206cea9acf9c197",
+    "builtin_interfaces/msg/Duration": "RIHS01_e8d009f659816f758b75334ee1a9ca5b5c0b859843261f14c7f937349599d93b",
+    "std_msgs/msg/Header": "RIHS01_f49fb3ae2cf070f793645ff749683ac6b06203e41c891e17701b1cb597ce6a01",
+    "std_msgs/msg/Bool": "RIHS01_feb91e995ff9ebd09c0cb3d2aed18b11077585839fb5db80193b62d74528f6c9",
+    "std_msgs/msg/String": "RIHS01_df668c740482bbd48fb39d76a70dfd4bd59db1288021743503259e948f6b1a18",
+    "std_msgs/msg/MultiArrayDimension": "RIHS01_5e773a60a4c7fc8a54985f307c7837aa2994252a126c301957a24e31282c9cbe",
+    "std_msgs/msg/MultiArrayLayout": "RIHS01_4c66e6f78e740ac103a94cf63259f968e48c617e7699e829b63c21a5cb50dac6",
+    "std_msgs/msg/Float64MultiArray": "RIHS01_1025ddc6b9552d191f89ef1a8d2f60f3d373e28b283d8891ddcc974e8c55397f",
+    "geometry_msgs/msg/Vector3": "RIHS01_cc12fe83e4c02719f1ce8070bfd14aecd40f75a96696a67a2a1f37f7dbb0765d",
+    "geometry_msgs/msg/Quaternion": "RIHS01_8a765f66778c8ff7c8ab94afcc590a2ed5325a1d9a076ffff38fbce36f458684",
+    "geometry_msgs/msg/Twist": "RIHS01_9c45bf16fe0983d80e3cfe750d6835843d265a9a6c46bd2e609fcddde6fb8d2a",
+    "geometry_msgs/msg/TwistStamped": "RIHS01_5f0fcd4f81d5d06ad9b4c4c63e3ea51b82d6ae4d0558f1d475229b1121db6f64",
+    "sensor_msgs/msg/JointState": "RIHS01_a13ee3a330e346c9d87b5aa18d24e11690752bd33a0350f11c5882bc9179260e",
+    "sensor_msgs/msg/Imu": "RIHS01_7d9a00ff131080897a5ec7e26e315954b8eae3353c3f995c55faf71574000b5b",
+    "sensor_msgs/msg/Image": "RIHS01_d31d41a9a4c4bc8eae9be757b0beed306564f7526c88ea6a4588fb9582527d47",
+    "trajectory_msgs/msg/JointTrajectoryPoint": "RIHS01_de8907036d8bd45aac6f30cc9044a3d4a329c42cbf719aff7d95a584cfa532d7",
+    "trajectory_msgs/msg/JointTrajectory": "RIHS01_179b33eba59d676f6d967ac71fe35e7ca2f64b2f3928f4a018cec115e213796e",
+    "rmw_dds_common/msg/ParticipantEntitiesInfo":
+        "RIHS01_91a0593bacdcc50ea9bdcf849a938b128412cc1ea821245c663bcd26f83c295e",
+}
+
+
+def type_hash_user_data(ros_name: str) -> bytes:
+    """An endpoint's USER_DATA as the RMWs write it: `typehash=RIHS01_<sha256>;` (empty for an unknown type)."""
+    digest = TYPE_HASHES.get(ros_name)
+    return f"typehash={digest};".encode() if digest else b""
 
 _M = TypeVar("_M", bound=type)
 
