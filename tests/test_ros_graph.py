@@ -93,7 +93,7 @@ def test_launch_sim_graph_end_to_end_with_faults(tmp_path, monkeypatch, backend)
         assert driver_status()["mode"] == "active" and driver_status()["commands"] > 0
         if rclpy_available():
             # a stock ROS 2 node (rclpy on Fast DDS, stock QoS) receives the actor's commands and sees both nodes
-            nodes = ["/robot/robot_driver", "/robot/robot_actor"] if backend == "rclpy" else []
+            nodes = ["/robot/robot_driver", "/robot/robot_actor"]  # the DDS backend's via ros_discovery_info
             result = stock_peer({"subscribe": [["/robot/joint_commands", "std_msgs/msg/Float64MultiArray", "default"]],
                                  "seconds": 30, "until": 3, "nodes": nodes}, domain)
             assert result["topics"]["/robot/joint_commands"]["count"] >= 3

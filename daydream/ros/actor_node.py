@@ -23,7 +23,7 @@ import threading
 from daydream.config import Config, ConfigError
 from daydream.drivers import DriverError, DriverSpec, driver_class
 from daydream.ros.conversions import sensor_topics
-from daydream.ros.node_main import load_node_config, node_parser, open_node, signals_deferred, start_node
+from daydream.ros.node_main import load_node_config, node_parser, open_node, start_node
 from daydream.ros.topics_driver import TopicsDriver
 
 log = logging.getLogger(__name__)
@@ -56,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--learner", help="the learner's address tcp://HOST:PORT (default: transport.learner)")
     parser.add_argument("--policy", choices=["onnx", "torch"], help="policy runtime (default: transport.policy)")
     parser.add_argument("--id", help="actor id (default: transport.actor_id, else the hostname)")
-    args = start_node("robot_actor", parser, argv)
+    args, stops = start_node("robot_actor", parser, argv)
     try:
         config = load_node_config(args)
         if args.id:
@@ -84,15 +84,15 @@ def main(argv: list[str] | None = None) -> int:
         log.info("robot actor stopping")
     finally:
         try:
-            if actor is not None:
-                actor.close()  # drains its experience; a second Ctrl-C may cut that short (it is spooled)
+            with stops.interruptible():
+                if actor is not None:
+                    actor.close()  # drains its experience; a second Ctrl-C may cut that short (it is spooled)
         except KeyboardInterrupt:
             log.warning("robot actor: drain interrupted; unsent experience stays in the spool")
         finally:
-            with signals_deferred("robot_actor"):
-                stop.set()
-                spinner.join(timeout=2.0)
-                node.destroy()
+            stop.set()
+            spinner.join(timeout=2.0)
+            node.destroy()
     log.info("robot_actor stopped")
     return 0
 

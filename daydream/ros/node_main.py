@@ -3,9 +3,9 @@
 `--config` and `--set` select the same YAML config every other process reads (one source
 of truth); ROS 2's own arguments (`--ros-args ...`, added by `ros2 launch`/`ros2 run`)
 are left to the rclpy backend. The node spins until Ctrl-C or SIGTERM, then closes what
-it owns (a driver goes to its safe mode on close) with further signals deferred, then
-destroys the node (rclpy is shut down with its last node). One path for both signals:
-rclpy's own signal handlers are not installed (`rclpy_backend`).
+it owns (a driver goes to its safe mode on close) with further signals logged and
+ignored (`StopSignals`), then destroys the node (rclpy is shut down with its last node).
+One path for both signals: rclpy's own signal handlers are not installed (`rclpy_backend`).
 """
 
 from __future__ import annotations
@@ -52,50 +52,57 @@ def open_node(role: str, config: Config) -> Node:
                      remap=config.ros.remap)
 
 
-def stop_on_sigterm() -> None:
-    """SIGTERM (the launcher, systemd) and SIGINT stop a node like Ctrl-C does: it closes what it owns first.
-
-    SIGINT gets Python's default handler back in case it was inherited ignored (background jobs).
+class StopSignals:
+    """SIGINT and SIGTERM, one path: the first raises KeyboardInterrupt (the node stops spinning and
+    closes what it owns); later ones are logged and ignored, so a second Ctrl-C or the launcher's
+    SIGTERM cannot cut a driver's way into its safe mode short. Only inside `interruptible()`
+    (an actor draining its experience) does a later signal raise again. SIGKILL still stops the
+    process. SIGINT gets a handler even where it was inherited ignored (background jobs).
     """
-    signal.signal(signal.SIGINT, signal.default_int_handler)
 
-    def handler(signum: int, frame: Any) -> None:
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a second SIGTERM kills at once
-        raise KeyboardInterrupt
+    def __init__(self, role: str) -> None:
+        self.role = role
+        self.stopping = False
+        self._interruptible = False
 
-    signal.signal(signal.SIGTERM, handler)
+    def install(self) -> "StopSignals":
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if not self.stopping:
+            self.stopping = True
+            raise KeyboardInterrupt
+        if self._interruptible:
+            self._interruptible = False
+            raise KeyboardInterrupt
+        log.warning("%s: %s while stopping; finishing the shutdown first", self.role, signal.Signals(signum).name)
+
+    @contextlib.contextmanager
+    def interruptible(self) -> Iterator[None]:
+        """Within the block, a signal after the first raises KeyboardInterrupt (e.g. to cut a drain short)."""
+        self._interruptible = True
+        try:
+            yield
+        finally:
+            self._interruptible = False
 
 
-@contextlib.contextmanager
-def signals_deferred(role: str) -> Iterator[None]:
-    """While closing: SIGINT and SIGTERM are logged, not raised, so a second Ctrl-C (or the launcher's
-    SIGTERM) cannot interrupt a driver on its way into the safe mode. SIGKILL still stops the process."""
-
-    def handler(signum: int, frame: Any) -> None:
-        log.warning("%s: %s while stopping; finishing the shutdown first", role, signal.Signals(signum).name)
-
-    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
-
-
-def start_node(role: str, parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
+def start_node(role: str, parser: argparse.ArgumentParser,
+               argv: list[str] | None) -> tuple[argparse.Namespace, StopSignals]:
     """What every node executable does first: our arguments (ROS 2's left aside), logging, signals."""
     ours, _ = split_ros_args(list(sys.argv[1:] if argv is None else argv))
     args = parser.parse_args(ours)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format=f"%(asctime)s {role} %(levelname)s %(name)s: %(message)s")
-    stop_on_sigterm()
-    return args
+    return args, StopSignals(role).install()
 
 
 def run_node(role: str, build: Callable[[Config, Node], Any], argv: list[str] | None = None,
              parser: argparse.ArgumentParser | None = None) -> int:
     """Parse arguments, build the node with `build(config, node)` and spin it until stopped."""
-    args = start_node(role, parser or node_parser(role), argv)
+    args, _ = start_node(role, parser or node_parser(role), argv)
     try:
         config = load_node_config(args)
         node = open_node(role, config)
@@ -109,11 +116,10 @@ def run_node(role: str, build: Callable[[Config, Node], Any], argv: list[str] | 
         node.spin()
     except KeyboardInterrupt:
         log.info("%s stopping", role)
-    finally:
-        with signals_deferred(role):
-            close = getattr(owned, "close", None)
-            if callable(close):
-                close()  # the driver goes to its safe mode
-            node.destroy()  # the last rclpy node also shuts rclpy down
+    finally:  # signals from here on are logged, not raised (StopSignals)
+        close = getattr(owned, "close", None)
+        if callable(close):
+            close()  # the driver goes to its safe mode
+        node.destroy()  # the last rclpy node also shuts rclpy down
     log.info("%s stopped", role)
     return 0
