@@ -1,8 +1,9 @@
 """The topics of daydream's ROS 2 graph: names (relative, under the robot's namespace) and types.
 
 One table, read by the nodes, the launch plan and the docs, so a remapping or a new
-sensor is changed in one place. Types are ROS 2's standard messages, so rviz,
-`ros2 topic echo`, `ros2 bag record` and Foxglove work on them unchanged.
+sensor is changed in one place. Types are ROS 2's standard messages, so `ros2 topic echo`
+and `ros2 bag record` work on them unchanged (rviz would also need TF and a robot
+description, which nothing publishes yet).
 """
 
 from __future__ import annotations
