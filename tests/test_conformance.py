@@ -59,7 +59,7 @@ class UnclampedA1(MuJoCoA1Driver):
 
     def write(self, command: Command) -> None:
         super().write(command)
-        if self._mode == "active":
+        if self._modes.mode == "active":
             self._target = np.asarray(command.position, np.float64).copy()
 
 

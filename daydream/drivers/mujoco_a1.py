@@ -20,8 +20,9 @@ from typing import Any
 
 import numpy as np
 
-from daydream.drivers.interface import (ActuatorSpec, Command, DriverError, DriverSpec, Health, Mode, SafeMode,
+from daydream.drivers.interface import (SAFE_MODES, ActuatorSpec, Command, DriverError, DriverSpec, Health, SafeMode,
                                         SensorSample, SensorSpec, SimulatedDriver)
+from daydream.drivers.modes import DriverModes
 
 LEGS = ("FR", "FL", "RR", "RL")
 JOINT_NAMES = tuple(f"{leg}_{part}" for leg in LEGS for part in ("hip", "thigh", "calf"))
@@ -102,8 +103,6 @@ class MuJoCoA1Driver(SimulatedDriver):
         self.data: Any = None
         self._renderers: dict[tuple[int, int], Any] = {}
         self._rng = np.random.default_rng(self.seed)
-        self._mode: Mode = "closed"
-        self._message = ""
         self._clock = 0.0  # sim time carried over close()/open() and reset()
         self._target = STANDING_POSE.copy()
         self._hold = STANDING_POSE.copy()
@@ -111,6 +110,7 @@ class MuJoCoA1Driver(SimulatedDriver):
         self._diverged = False
         self._counters = {"physics_steps": 0, "writes": 0, "clipped_commands": 0, "ignored_commands": 0,
                           "safe_mode_entries": 0, "resets": 0, "physics_warnings": 0}
+        self._modes = DriverModes("mujoco_a1", self._counters)
 
     # -- model loading and checking -------------------------------------------------------
 
@@ -207,24 +207,23 @@ class MuJoCoA1Driver(SimulatedDriver):
                                 high=tuple(map(float, self._high)), max_rate=(self.max_joint_speed,) * n,
                                 torque_limit=(tl,) * n)
         return DriverSpec(name="mujoco_a1", control_rate_hz=self.control_hz, sensors=tuple(sensors),
-                          actuator=actuator, safe_modes=("damping", "hold"))
+                          actuator=actuator, safe_modes=SAFE_MODES)
 
     # -- lifecycle ------------------------------------------------------------------------
 
     def open(self) -> None:
-        if self._mode != "closed":
+        if not self._modes.closed:
             return
         self.model = self._load_model()
         self.data = self._mujoco.MjData(self.model)
         self.data.time = self._clock
-        self._mode = "active"
-        self._message = ""
+        self._modes.activate()
         self.reset(None)
         if self.camera:
             self._renderer(self.image_size)  # fail at open, not at the first read, if there is no GL
 
     def close(self) -> None:
-        if self._mode == "closed":
+        if self._modes.closed:
             return
         self.safe_mode("damping", "closing")
         self._clock = float(self.data.time)
@@ -232,11 +231,10 @@ class MuJoCoA1Driver(SimulatedDriver):
             renderer.close()
         self._renderers.clear()
         self.model = self.data = None
-        self._mode = "closed"
-        self._message = ""
+        self._modes.close()
 
     def _require_open(self, what: str) -> None:
-        if self._mode == "closed":
+        if self._modes.closed:
             raise DriverError(f"mujoco_a1: {what} on a closed driver; call open() first")
 
     def now(self) -> float:
@@ -311,11 +309,12 @@ class MuJoCoA1Driver(SimulatedDriver):
         qpos, qvel, ctrl = data.qpos, data.qvel, data.ctrl
         qadr, dadr, act = self._qadr, self._dadr, self._act
         tl = self.torque_limit
-        if self._mode == "damping":
+        mode = self._modes.mode
+        if mode == "damping":
             kp, kd, target = 0.0, self.damping_kd, self._target
         else:
             kp, kd = self.kp, self.kd
-            target = self._hold if self._mode == "hold" else self._target
+            target = self._hold if mode == "hold" else self._target
         warnings = int(data.warning[_WARN_BADQACC].number)
         tau = self._tau
         for _ in range(steps):
@@ -331,7 +330,7 @@ class MuJoCoA1Driver(SimulatedDriver):
         if new_warnings:
             self._counters["physics_warnings"] += new_warnings
             self._diverged = True
-            self._message = f"simulation diverged {new_warnings} time(s) (MuJoCo reset the state)"
+            self._modes.message = f"simulation diverged {new_warnings} time(s) (MuJoCo reset the state)"
         self._sync()
 
     def _sync(self) -> None:
@@ -355,8 +354,7 @@ class MuJoCoA1Driver(SimulatedDriver):
             bad = [JOINT_NAMES[i] for i in np.flatnonzero(~np.isfinite(position))]
             raise DriverError(f"mujoco_a1: command is not finite at {bad}; send finite joint targets in rad "
                               "(the safety layer rejects these before they reach a driver)")
-        if self._mode != "active":
-            self._counters["ignored_commands"] += 1
+        if not self._modes.accepts_command():
             return
         clipped = np.clip(position, self._low, self._high)
         if np.any(clipped != position):  # the safety layer should have clamped; never leave the joint range
@@ -366,24 +364,18 @@ class MuJoCoA1Driver(SimulatedDriver):
 
     def safe_mode(self, mode: SafeMode, reason: str = "") -> None:
         self._require_open("safe_mode()")
-        if mode not in ("damping", "hold"):
-            raise DriverError(f"mujoco_a1: unknown safe mode {mode!r}; use 'damping' or 'hold'")
-        if mode != self._mode:
-            self._counters["safe_mode_entries"] += 1
+        self._modes.enter(mode, reason)
         if mode == "hold":
             self._hold = self.data.qpos[self._qadr].copy()
-        self._mode = mode
-        self._message = f"{mode}: {reason}" if reason else mode
 
     def resume(self) -> None:
         self._require_open("resume()")
-        if self._mode in ("damping", "hold"):
+        left = self._modes.leave()
+        if left is not None:
             # Until the next write, track what the safe mode left (the held angles, or where the limp joints
             # are now) rather than jump to the stale pre-safe-mode target.
-            held = self._hold if self._mode == "hold" else self.data.qpos[self._qadr]
+            held = self._hold if left == "hold" else self.data.qpos[self._qadr]
             self._target = np.clip(held, self._low, self._high)
-            self._mode = "active"
-            self._message = ""
 
     # -- sensing --------------------------------------------------------------------------
 
@@ -449,9 +441,9 @@ class MuJoCoA1Driver(SimulatedDriver):
 
     def health(self) -> Health:
         details: dict[str, Any] = {**self._counters, "sim_time": self.now()}
-        if self._mode == "closed":
+        if self._modes.closed:
             return Health(ok=False, mode="closed", message="closed; call open()", details=details)
         finite = bool(np.all(np.isfinite(self.data.qpos)) and np.all(np.isfinite(self.data.qvel)))
-        message = self._message if finite else "simulation state is not finite; call reset()"
-        return Health(ok=finite and not self._diverged, mode=self._mode, message=message,
+        message = self._modes.message if finite else "simulation state is not finite; call reset()"
+        return Health(ok=finite and not self._diverged, mode=self._modes.mode, message=message,
                       details=details)

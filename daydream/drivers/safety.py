@@ -60,12 +60,10 @@ from typing import Any, Literal
 
 import numpy as np
 
-from daydream.drivers.interface import (Command, Driver, DriverError, DriverSpec, Health, Mode, SafeMode, SensorSample,
-                                        SimulatedDriver)
+from daydream.drivers.interface import (SAFE_MODES, Command, Driver, DriverError, DriverSpec, Health, Mode, SafeMode,
+                                        SensorSample, SimulatedDriver)
 
 log = logging.getLogger(__name__)
-
-_SAFE_MODES = ("damping", "hold")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -75,7 +73,7 @@ class SafetyConfig:
     max_delta: float = 0.2               # largest change of a joint target per command (rad)
     lowpass_alpha: float = 1.0           # target filter y = a*x + (1-a)*y_prev, in (0, 1]; 1 = off
     watchdog_timeout_s: float = 0.5      # no command for this long (driver clock) -> safe mode
-    safe_mode: Literal["damping", "hold"] = "damping"  # what the watchdog and e-stop switch to
+    safe_mode: SafeMode = "damping"  # what the watchdog and e-stop switch to
     watchdog_auto_resume: bool = True    # leave the watchdog's safe mode when commands come back
 
     def __post_init__(self) -> None:
@@ -86,8 +84,8 @@ class SafetyConfig:
         alpha = self.lowpass_alpha
         if not _is_number(alpha) or not 0.0 < alpha <= 1.0:
             raise ValueError(f"safety.lowpass_alpha must be in (0, 1] (1 = filter off), got {alpha!r}")
-        if self.safe_mode not in _SAFE_MODES:
-            raise ValueError(f"safety.safe_mode must be one of {list(_SAFE_MODES)}, got {self.safe_mode!r}")
+        if self.safe_mode not in SAFE_MODES:
+            raise ValueError(f"safety.safe_mode must be one of {list(SAFE_MODES)}, got {self.safe_mode!r}")
         # A YAML "false" string or a 0 would otherwise pass as a truth value.
         if not isinstance(self.watchdog_auto_resume, bool):
             raise ValueError(f"safety.watchdog_auto_resume must be true or false, got {self.watchdog_auto_resume!r}")
@@ -210,7 +208,7 @@ class SafetyLayer(Driver):
         """Whether a valid command may reach the driver now; auto-resumes after a watchdog trip."""
         if self._mode == "active":
             return True
-        if self._mode in _SAFE_MODES and self._safe_cause == "watchdog" and self.config.watchdog_auto_resume:
+        if self._mode in SAFE_MODES and self._safe_cause == "watchdog" and self.config.watchdog_auto_resume:
             self.driver.resume()
             self._rearm()
             self._mode, self._safe_cause = "active", None
@@ -365,7 +363,7 @@ class SafetyLayer(Driver):
         with self._lock:
             if self._estopped:
                 mode: Mode = "estop"
-            elif self._mode in _SAFE_MODES:
+            elif self._mode in SAFE_MODES:
                 mode = self._mode
             else:  # active or closed: the driver knows best (it may have gone safe on its own)
                 mode = inner.mode
@@ -375,7 +373,7 @@ class SafetyLayer(Driver):
             if self._estopped:
                 own = f"e-stop latched: {self._estop_reason}"
                 details["estop_reason"] = self._estop_reason
-            elif self._mode in _SAFE_MODES:
+            elif self._mode in SAFE_MODES:
                 own = f"{self._mode}: {self._safe_reason}"
             if own and own not in inner.message:  # drivers often echo the reason we gave them
                 messages.append(own)
@@ -404,5 +402,5 @@ class SimulatedSafetyLayer(SafetyLayer, SimulatedDriver):
             self._rearm()
             if self._estopped and self._mode != "closed":
                 self.driver.safe_mode(self.config.safe_mode, f"e-stop latched: {self._estop_reason}")
-            elif self._mode in _SAFE_MODES:
+            elif self._mode in SAFE_MODES:
                 self.driver.safe_mode(self._mode, self._safe_reason)

@@ -45,8 +45,9 @@ import numpy as np
 
 from daydream.drivers.dynamixel import protocol as dxl
 from daydream.drivers.dynamixel.protocol import XAddr
-from daydream.drivers.interface import (ActuatorSpec, Command, Driver, DriverError, DriverSpec, Health, Mode, SafeMode,
-                                        SensorSample, SensorSpec)
+from daydream.drivers.interface import (SAFE_MODES, ActuatorSpec, Command, Driver, DriverError, DriverSpec, Health,
+                                        SafeMode, SensorSample, SensorSpec)
+from daydream.drivers.modes import DriverModes
 from daydream.drivers.serial_link import NoReplyError, SerialConfig, SerialLink
 
 log = logging.getLogger(__name__)
@@ -149,8 +150,6 @@ class DynamixelArm(Driver):
                                           reconnect_interval_s=float(reconnect_interval_s))
         self.spec = self._make_spec()
         self.link: SerialLink | None = None
-        self._mode: Mode = "closed"
-        self._message = ""
         self._error = ""              # the last failed exchange; cleared by the next good one
         self._seen_reconnects = 0
         self.models: dict[int, int] = {}
@@ -158,6 +157,7 @@ class DynamixelArm(Driver):
         self.counters = {"reads": 0, "writes": 0, "clamped_commands": 0, "ignored_commands": 0,
                          "safe_mode_entries": 0, "read_errors": 0, "write_errors": 0, "torque_lost": 0,
                          "hardware_alerts": 0}
+        self._modes = DriverModes(self.name, self.counters)
 
     # -- configuration --------------------------------------------------------------------
 
@@ -209,7 +209,7 @@ class DynamixelArm(Driver):
         actuator = ActuatorSpec(joint_names=self.joint_names, unit="rad", low=tuple(self.low), high=tuple(self.high),
                                 max_rate=tuple(self.velocity_limit), torque_limit=torque_limit)
         return DriverSpec(name=self.name, control_rate_hz=self.control_hz, sensors=tuple(sensors), actuator=actuator,
-                          safe_modes=("damping", "hold"))
+                          safe_modes=SAFE_MODES)
 
     def _joints(self, ids: Sequence[Any]) -> str:
         return ", ".join(f"{i} ({self.joint_names[self.ids.index(i)]})" if i in self.ids else str(i) for i in ids)
@@ -217,7 +217,7 @@ class DynamixelArm(Driver):
     # -- bus helpers ----------------------------------------------------------------------
 
     def _link(self, what: str) -> SerialLink:
-        if self._mode == "closed" or self.link is None:
+        if self._modes.closed or self.link is None:
             raise DriverError(f"{self.name}: {what} on a closed driver; call open() first")
         return self.link
 
@@ -293,22 +293,21 @@ class DynamixelArm(Driver):
     # -- lifecycle ------------------------------------------------------------------------
 
     def open(self) -> None:
-        if self._mode != "closed":
+        if not self._modes.closed:
             return
         link = SerialLink(self.serial_config, dxl.DynamixelFramer())
         link.open()
         self.link = link
-        self._mode = "hold"   # internal: allow bus helpers during bring-up
+        self._modes.mode = "hold"   # internal: allow bus helpers during bring-up
         try:
             self._bring_up()
         except BaseException:
-            self._mode = "closed"
+            self._modes.close()
             self.link = None
             link.close()
             raise
         self._seen_reconnects = link.counters["reconnects"]
-        self._mode = "active"
-        self._message = ""
+        self._modes.activate()
 
     def _bring_up(self) -> None:
         link = self.link
@@ -355,15 +354,14 @@ class DynamixelArm(Driver):
         self._set_torque(True)
 
     def close(self) -> None:
-        if self._mode == "closed":
+        if self._modes.closed:
             return
         link = self.link
         try:
             self._sync_write(int(XAddr.TORQUE_ENABLE), 1, {i: 0 for i in self.ids}, "disabling torque")
         except DriverError as exc:  # the port may be gone; releasing it matters more
             log.warning("%s: could not switch torque off while closing: %s", self.name, exc)
-        self._mode = "closed"
-        self._message = ""
+        self._modes.close()
         self.link = None
         if link is not None:
             link.close()
@@ -421,7 +419,7 @@ class DynamixelArm(Driver):
         if link is None or link.counters["reconnects"] == self._seen_reconnects:
             return
         self._seen_reconnects = link.counters["reconnects"]
-        if self._mode == "damping":
+        if self._modes.mode == "damping":
             return
         statuses = self._sync_read(int(XAddr.TORQUE_ENABLE), 1, "checking torque after a reconnect")
         lost = [i for i in self.ids if not statuses[i].params[0]]
@@ -445,8 +443,7 @@ class DynamixelArm(Driver):
         if not np.all(np.isfinite(position)):
             bad = [self.joint_names[i] for i in np.flatnonzero(~np.isfinite(position))]
             raise DriverError(f"{self.name}: command is not finite at {bad}; send finite joint targets in rad")
-        if self._mode != "active":
-            self.counters["ignored_commands"] += 1
+        if not self._modes.accepts_command():
             return
         clamped = np.clip(position, self._low_arr, self._high_arr)
         if np.any(clamped != position):   # the safety layer should have clamped; never leave the limits
@@ -462,14 +459,8 @@ class DynamixelArm(Driver):
 
     def safe_mode(self, mode: SafeMode, reason: str = "") -> None:
         self._link("safe_mode()")
-        if mode not in ("damping", "hold"):
-            raise DriverError(f"{self.name}: unknown safe mode {mode!r}; use 'damping' or 'hold'")
-        if mode != self._mode:
-            self.counters["safe_mode_entries"] += 1
-        previous = self._mode
         # Enter the mode first, so commands are ignored even if the bus fails below.
-        self._mode = mode
-        self._message = f"{mode}: {reason}" if reason else mode
+        previous = self._modes.enter(mode, reason)
         if mode == "damping":
             self._set_torque(False)
         else:
@@ -479,13 +470,11 @@ class DynamixelArm(Driver):
 
     def resume(self) -> None:
         self._link("resume()")
-        if self._mode == "damping":
+        if self._modes.mode == "damping":
             # Limp joints may have moved: start from where they are, then hold them.
             self._goal_to_present()
             self._set_torque(True)
-        if self._mode in ("damping", "hold"):
-            self._mode = "active"
-            self._message = ""
+        self._modes.leave()
 
     # -- health ---------------------------------------------------------------------------
 
@@ -496,12 +485,12 @@ class DynamixelArm(Driver):
             details["device"] = self.link.device
         if self.models:
             details["models"] = dict(self.models)
-        if self._mode == "closed":
+        if self._modes.closed:
             return Health(ok=False, mode="closed", message="closed; call open()", details=details)
         problems = [m for m in (self._error,) if m]
         if self._alerts:
             problems.append("hardware error on servo(s) " + "; ".join(f"{self._joints([i])}: {w}"
                                                                       for i, w in self._alerts.items())
                             + " (reboot the servo or power-cycle to clear)")
-        message = "; ".join(([self._message] if self._message else []) + problems)
-        return Health(ok=not problems, mode=self._mode, message=message, details=details)
+        message = "; ".join(([self._modes.message] if self._modes.message else []) + problems)
+        return Health(ok=not problems, mode=self._modes.mode, message=message, details=details)
