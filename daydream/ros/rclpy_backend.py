@@ -42,6 +42,7 @@ _BOUNDED_STRING = re.compile(r"(w?string)<\d+>")
 
 # -- field types ------------------------------------------------------------------------------
 
+@functools.lru_cache(maxsize=None)  # a handful of distinct strings, parsed for every field of every message
 def parse_field_type(kind: str) -> tuple[str, str | None]:
     """(element type, container) of an rclpy field type string.
 
@@ -89,11 +90,29 @@ def to_rclpy(msg: Any, resolve: Callable[[str], type] | None = None) -> Any:
     resolve = resolve or rclpy_message_class
     cls = resolve(messages.ros_name(msg))
     out = cls()
-    ours = {f.name for f in dataclasses.fields(msg)}
-    for name, kind in cls.get_fields_and_field_types().items():
-        if name in ours:
-            setattr(out, name, _to_rclpy_value(getattr(msg, name), kind, resolve))
+    for name, kind in _shared_fields(cls, type(msg)):
+        setattr(out, name, _to_rclpy_value(getattr(msg, name), kind, resolve))
     return out
+
+
+@functools.lru_cache(maxsize=None)
+def _shared_fields(rclpy_cls: type, ours: type) -> tuple[tuple[str, str], ...]:
+    """(name, rclpy field type) of the fields both classes have, in rclpy's order (computed once per pair)."""
+    names = {f.name for f in dataclasses.fields(ours)}
+    return tuple((name, kind) for name, kind in rclpy_cls.get_fields_and_field_types().items() if name in names)
+
+
+@functools.lru_cache(maxsize=None)
+def _our_fields(rclpy_cls: type, ours: type) -> tuple[tuple[str, str], ...]:
+    """(name, rclpy field type) of every field of our class; TypeError if rclpy's class lacks one."""
+    kinds = rclpy_cls.get_fields_and_field_types()
+    out = []
+    for field in dataclasses.fields(ours):
+        if field.name not in kinds:
+            raise TypeError(f"the installed ROS 2 {ours.ros_name} has no field {field.name!r} (it has {list(kinds)}): "
+                            "daydream.ros.messages does not match this ROS 2 distribution")
+        out.append((field.name, kinds[field.name]))
+    return tuple(out)
 
 
 def _to_rclpy_value(value: Any, kind: str, resolve: Callable[[str], type]) -> Any:
@@ -112,14 +131,8 @@ def _to_rclpy_value(value: Any, kind: str, resolve: Callable[[str], type]) -> An
 def from_rclpy(ros_msg: Any, msg_type: type | str) -> Any:
     """The daydream.ros.messages instance of `msg_type` equal to `ros_msg` (an rclpy message)."""
     cls = messages.message_type(msg_type)
-    kinds = ros_msg.get_fields_and_field_types()
-    values = {}
-    for field in dataclasses.fields(cls):
-        if field.name not in kinds:
-            raise TypeError(f"the installed ROS 2 {cls.ros_name} has no field {field.name!r} (it has {list(kinds)}): "
-                            "daydream.ros.messages does not match this ROS 2 distribution")
-        values[field.name] = _from_rclpy_value(getattr(ros_msg, field.name), kinds[field.name])
-    return cls(**values)
+    return cls(**{name: _from_rclpy_value(getattr(ros_msg, name), kind)
+                  for name, kind in _our_fields(type(ros_msg), cls)})
 
 
 def _from_rclpy_value(value: Any, kind: str) -> Any:
