@@ -63,6 +63,11 @@ class ModelConfig:
     classes: int
     unimix: float
     blocks: int
+    dyn_input: Literal["joint", "split"]
+    dyn_layers: int
+    gate_norm: bool
+    prior_layers: int
+    initial: Literal["learned", "zeros"]
     min_std: float
     norm: Literal["rms", "layer", "none"]
     act: Literal["silu", "elu", "relu", "tanh"]
@@ -75,12 +80,14 @@ class ModelConfig:
     cnn_keys: str
     bins: int
     bin_range: float
+    twohot_space: Literal["symlog", "raw"]
     free_nats: float
     loss_scales: dict[str, float]
     lr: float
     eps: float
     clip: float
     clip_mode: Literal["norm", "agc"]
+    agc: float
 
 
 @dataclasses.dataclass(frozen=True)
@@ -94,12 +101,14 @@ class BehaviorConfig:
     actor_clip: float
     critic_clip: float
     clip_mode: Literal["norm", "agc"]
+    agc: float
     actor_layers: int
     critic_layers: int
     entropy: float
     actor_grad: Literal["auto", "dynamics", "reinforce"]
     action_min_std: float
     action_max_std: float
+    actor_outscale: float
     slow_critic_fraction: float
     slow_critic_reg: float
     retnorm_decay: float
@@ -172,6 +181,10 @@ class TransportConfig:
     learner_timeout_s: float
     policy_request_interval_s: float
     drain_timeout_s: float
+    spool_max_mb: float
+    on_learner_done: Literal["stop", "keep_acting"]
+    done_linger_s: float
+    insecure: bool
     curve: CurveConfig
 
 
@@ -181,10 +194,6 @@ class Config:
     logdir: str
     device: str
     precision: Literal["auto", "float32", "bfloat16", "float16"]
-    spool_max_mb: float
-    on_learner_done: Literal["stop", "keep_acting"]
-    done_linger_s: float
-    insecure: bool
     compile: bool
     threads: int
     size: str

@@ -51,8 +51,11 @@ def test_discrete_actions_are_one_hot_and_use_reinforce():
     ["model.latent=gaussian"],
     ["model.blocks=4", "model.deter=64"],
     ["model.blocks=1", "model.norm=layer"],
-    ["model.clip_mode=agc", "model.clip=0.3", "behavior.clip_mode=agc", "behavior.actor_clip=0.3", "behavior.critic_clip=0.3"],
+    ["model.clip_mode=agc", "behavior.clip_mode=agc"],
     ["behavior.actor_grad=reinforce"],
+    # the newest official RSSM: split inputs, a block-linear hidden layer, no gate norm, 2 prior layers, zero start
+    ["model.blocks=4", "model.dyn_input=split", "model.dyn_layers=1", "model.gate_norm=false",
+     "model.prior_layers=2", "model.initial=zeros", "model.twohot_space=raw"],
 ])
 def test_config_variants_train(overrides):
     obs_space, act_space = vector_spaces()

@@ -85,9 +85,9 @@ class Agent:
         self.wm, self.behavior = wm, behavior
 
         bc = config.behavior
-        self.model_opt = ClippedAdam(wm.parameters(), mc.lr, mc.eps, mc.clip, mc.clip_mode)
-        self.actor_opt = ClippedAdam(behavior.actor.parameters(), bc.actor_lr, bc.eps, bc.actor_clip, bc.clip_mode)
-        self.critic_opt = ClippedAdam(behavior.critic.parameters(), bc.critic_lr, bc.eps, bc.critic_clip, bc.clip_mode)
+        self.model_opt = ClippedAdam(wm.parameters(), mc.lr, mc.eps, mc.clip, mc.clip_mode, mc.agc)
+        self.actor_opt = ClippedAdam(behavior.actor.parameters(), bc.actor_lr, bc.eps, bc.actor_clip, bc.clip_mode, bc.agc)
+        self.critic_opt = ClippedAdam(behavior.critic.parameters(), bc.critic_lr, bc.eps, bc.critic_clip, bc.clip_mode, bc.agc)
         self.updates = 0
         self._wm_loss = torch.compile(wm.loss) if config.compile else wm.loss
         # Actor and critic losses are compiled apart: out of one compiled graph they would
@@ -236,6 +236,11 @@ class Agent:
                 tensor = tensor.float()
             out[key] = tensor
         out["is_first"] = out["is_first"].bool()
+        if batch_dims == 2:
+            # A training sequence starts from the initial state wherever it was cut from an
+            # episode, so its first step is a start: the previous action is zeroed with it
+            # (a new tensor: the caller's arrays are shared with as_tensor and stay as given).
+            out["is_first"] = torch.cat([torch.ones_like(out["is_first"][:, :1]), out["is_first"][:, 1:]], 1)
         if "is_terminal" in out:
             out["is_terminal"] = out["is_terminal"].bool()
         if "action" in out:

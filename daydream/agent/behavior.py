@@ -28,25 +28,32 @@ class Behavior(nn.Module):
         self.cfg = cfg
         m = model_cfg
         self.actor = Actor(feat_dim, action_dim, discrete, m.units, cfg.actor_layers, m.norm, m.act,
-                           cfg.action_min_std, cfg.action_max_std, m.unimix)
-        self.critic = TwoHotHead(feat_dim, m.units, cfg.critic_layers, m.norm, m.act, m.bins, m.bin_range)
+                           cfg.action_min_std, cfg.action_max_std, m.unimix, cfg.actor_outscale)
+        self.critic = TwoHotHead(feat_dim, m.units, cfg.critic_layers, m.norm, m.act, m.bins, m.bin_range, m.twohot_space)
         self.slow_critic = copy.deepcopy(self.critic).requires_grad_(False)
         self.retnorm = ReturnNormalizer(cfg.retnorm_decay, cfg.retnorm_low, cfg.retnorm_high, cfg.retnorm_floor)
         grad = cfg.actor_grad if cfg.actor_grad != "auto" else ("reinforce" if discrete else "dynamics")
         self.dynamics_grad = grad == "dynamics"
 
     def imagine(self, wm: WorldModel, start: State) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
-        """Roll the actor forward in the model: features [H+1, N, F], actions [H, N, A], actor params."""
+        """Roll the actor forward in the model: features [H+1, N, F], actions [H, N, A], actor params.
+
+        The actor sees its input detached (as both official versions): gradients reach an
+        imagined state only through the actions that led to it, not back through the
+        actor's own input. For REINFORCE the returned actions are the unclipped samples,
+        where the log-probability belongs; the model steps with the clipped action.
+        """
         state = start
         feats, actions, params = [wm.rssm.feat(state)], [], []
         for _ in range(self.cfg.horizon):
-            p = self.actor.dist_params(feats[-1] if self.dynamics_grad else feats[-1].detach())
-            action = self.actor.sample(p)
+            p = self.actor.dist_params(feats[-1].detach())
+            raw = self.actor.sample_raw(p)
+            action = self.actor.clip(raw)
             if not self.dynamics_grad:
-                action = action.detach()
+                raw, action = raw.detach(), action.detach()
             state = wm.rssm.img_step(state, action.to(state["deter"].dtype))
             feats.append(wm.rssm.feat(state))
-            actions.append(action)
+            actions.append(action if self.dynamics_grad else raw)
             params.append(p)
         stacked = {k: torch.stack([p[k] for p in params]) for k in params[0]}
         return torch.stack(feats), torch.stack(actions), stacked
@@ -67,7 +74,9 @@ class Behavior(nn.Module):
         start = {k: v.detach().reshape(-1, *v.shape[2:]) for k, v in post.items()}
         feats, actions, params = self.imagine(wm, start)
         reward = wm.reward.mean(wm.reward.logits(feats[1:]))
-        cont = torch.sigmoid(wm.cont.logits(feats[1:]))
+        # continuation enters returns and weights as a constant: the June 2023 code takes the
+        # head's mode; no gradient flows into (or through) the continue head from the actor
+        cont = torch.sigmoid(wm.cont.logits(feats[1:])).detach()
         first_cont = 1.0 - is_terminal.float().reshape(1, -1)
         value = self.critic.mean(self.critic.logits(feats))
         returns = lambda_returns(reward, cont, value[1:], cfg.discount, cfg.lambda_)

@@ -10,35 +10,44 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from daydream.agent.math import symexp, symlog, symlog_bins, twohot_decode, twohot_log_prob
-from daydream.agent.nets import MLP, onehot_sample_st, unimix_probs, zero_init
+from daydream.agent.math import symexp, symexp_bins, symlog, symlog_bins, twohot_decode, twohot_log_prob
+from daydream.agent.nets import MLP, onehot_sample_st, scaled_init, unimix_probs, zero_init
 
 
 class TwoHotHead(nn.Module):
-    """Predicts a scalar as a categorical over bins in symlog space (DreamerV3).
+    """Predicts a scalar as a categorical over bins with a two-hot target (DreamerV3).
 
+    space=symlog (June 2023): bins evenly spaced in symlog space, targets symlog'd and
+    the mean symexp'd back. space=raw (newest official): bins at symexp-spaced raw values,
+    two-hot of the raw target, the mean taken in raw space.
     The output layer starts at zero, so the first predictions are exactly 0 and do
     not inject large random returns into the critic's targets.
     """
 
-    def __init__(self, inp: int, units: int, layers: int, norm: str, act: str, bins: int, limit: float) -> None:
+    def __init__(self, inp: int, units: int, layers: int, norm: str, act: str, bins: int, limit: float,
+                 space: str = "symlog") -> None:
         super().__init__()
+        if space not in ("symlog", "raw"):
+            raise ValueError(f"unknown two-hot space '{space}'; use symlog or raw")
         self.mlp = MLP(inp, units, layers, norm, act)
         self.out = zero_init(nn.Linear(self.mlp.out_dim, bins))
-        self.register_buffer("bins", symlog_bins(bins, limit), persistent=False)
+        self.raw = space == "raw"
+        self.register_buffer("bins", symexp_bins(bins, limit) if self.raw else symlog_bins(bins, limit), persistent=False)
 
     def logits(self, feat: Tensor) -> Tensor:
         return self.out(self.mlp(feat)).float()
 
     def mean(self, logits: Tensor) -> Tensor:
-        return symexp(twohot_decode(F.softmax(logits, -1), self.bins))
+        decoded = twohot_decode(F.softmax(logits, -1), self.bins)
+        return decoded if self.raw else symexp(decoded)
 
     def log_prob(self, logits: Tensor, target: Tensor) -> Tensor:
         return self.log_prob_of(F.log_softmax(logits, -1), target)
 
     def log_prob_of(self, log_probs: Tensor, target: Tensor) -> Tensor:
         """`log_prob` from `log_softmax(logits)`: several targets can share one normalisation."""
-        return twohot_log_prob(log_probs, symlog(target.float()), self.bins)
+        target = target.float()
+        return twohot_log_prob(log_probs, target if self.raw else symlog(target), self.bins)
 
 
 class ContinueHead(nn.Module):
@@ -66,12 +75,14 @@ class Actor(nn.Module):
     """
 
     def __init__(self, inp: int, action_dim: int, discrete: bool, units: int, layers: int, norm: str, act: str,
-                 min_std: float, max_std: float, unimix: float) -> None:
+                 min_std: float, max_std: float, unimix: float, outscale: float = 1.0) -> None:
         super().__init__()
         self.discrete, self.action_dim = discrete, action_dim
         self.min_std, self.max_std, self.unimix = min_std, max_std, unimix
         self.mlp = MLP(inp, units, layers, norm, act)
-        self.out = nn.Linear(self.mlp.out_dim, action_dim if discrete else 2 * action_dim)
+        # the official output layer: the same fan-average init as every layer, times
+        # `outscale` (1.0 in June 2023, 0.01 in the newest version: a near-uniform start)
+        self.out = scaled_init(nn.Linear(self.mlp.out_dim, action_dim if discrete else 2 * action_dim), outscale)
 
     def dist_params(self, feat: Tensor) -> dict[str, Tensor]:
         raw = self.out(self.mlp(feat)).float()
@@ -81,12 +92,21 @@ class Actor(nn.Module):
         return {"mean": torch.tanh(mean), "std": (self.max_std - self.min_std) * torch.sigmoid(std + 2.0) + self.min_std}
 
     def sample(self, params: dict[str, Tensor], noise: Tensor | None = None) -> Tensor:
-        """A differentiable sample (reparameterised or straight-through)."""
+        """A differentiable sample (reparameterised or straight-through), clipped to [-1, 1]."""
+        return self.clip(self.sample_raw(params, noise))
+
+    def sample_raw(self, params: dict[str, Tensor], noise: Tensor | None = None) -> Tensor:
+        """The sample before clipping (continuous; REINFORCE takes its log-probability here)."""
         if self.discrete:
             return onehot_sample_st(params["probs"], noise)
         if noise is None:
             noise = torch.randn_like(params["mean"])
-        raw = params["mean"] + params["std"] * noise
+        return params["mean"] + params["std"] * noise
+
+    def clip(self, raw: Tensor) -> Tensor:
+        """Continuous samples clipped to the action box with straight-through gradients."""
+        if self.discrete:
+            return raw
         return raw + (raw.clamp(-1, 1) - raw).detach()
 
     def mode(self, params: dict[str, Tensor]) -> Tensor:

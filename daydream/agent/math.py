@@ -22,8 +22,20 @@ def symexp(x: Tensor) -> Tensor:
 
 
 def symlog_bins(num: int, limit: float) -> Tensor:
-    """`num` bin centres spread evenly over [-limit, limit] in symlog space."""
-    return torch.linspace(-limit, limit, num)
+    """`num` bin centres spread evenly over [-limit, limit] in symlog space.
+
+    Built from one half and its negation, so the bins are exactly antisymmetric (and an
+    odd count has an exact 0): a uniform distribution over them decodes to exactly 0.
+    """
+    half = torch.linspace(-limit, 0.0, (num + 1) // 2)
+    if num % 2:
+        return torch.cat([half, -half[:-1].flip(0)])
+    return torch.cat([half, -half.flip(0)])
+
+
+def symexp_bins(num: int, limit: float) -> Tensor:
+    """Bins for two-hot in raw space (newest official): `symexp` of the symlog-spaced bins."""
+    return symexp(symlog_bins(num, limit))
 
 
 def twohot_encode(x: Tensor, bins: Tensor) -> Tensor:
@@ -46,8 +58,18 @@ def twohot_encode(x: Tensor, bins: Tensor) -> Tensor:
 
 
 def twohot_decode(probs: Tensor, bins: Tensor) -> Tensor:
-    """The expected bin value under `probs` (last dim over bins), in the bins' space."""
-    return probs @ bins.to(probs.dtype)
+    """The expected bin value under `probs` (last dim over bins), in the bins' space.
+
+    The sum pairs each bin with its mirror image (as the official code), so that uniform
+    probabilities over antisymmetric bins give exactly 0 and a zero-initialised head
+    predicts exactly 0 rather than float rounding noise.
+    """
+    weighted = probs * bins.to(probs.dtype)
+    n = weighted.shape[-1]
+    m = n // 2
+    lower, upper = weighted[..., :m].flip(-1), weighted[..., n - m:]
+    paired = (lower + upper).sum(-1)
+    return paired + weighted[..., m] if n % 2 else paired
 
 
 def twohot_log_prob(log_probs: Tensor, x: Tensor, bins: Tensor) -> Tensor:

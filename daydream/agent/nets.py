@@ -38,22 +38,36 @@ def make_norm(kind: str, dim: int) -> nn.Module:
 
 
 def init_weights(module: nn.Module) -> None:
-    """Truncated-normal fan-average init for every linear and conv layer (as DreamerV3)."""
+    """Truncated-normal fan-average init for every linear and conv layer (as DreamerV3).
+
+    A layer marked by `scaled_init` keeps its output scale: its weights are multiplied
+    by `outscale` (0 = zeros, as the official reward and critic output layers).
+    """
     for m in module.modules():
         if isinstance(m, (nn.Linear, nn.Conv2d, nn.ConvTranspose2d)):
             fan_in = m.weight[0].numel() if isinstance(m, nn.Linear) else m.weight.shape[1] * m.weight[0, 0].numel()
             fan_out = m.weight.shape[0] * (m.weight[0, 0].numel() if m.weight.dim() > 2 else 1)
             std = math.sqrt(2.0 / (fan_in + fan_out)) / 0.87962566
-            nn.init.trunc_normal_(m.weight, std=std, a=-2 * std, b=2 * std)
+            outscale = float(getattr(m, "outscale", 1.0))
+            if outscale == 0.0:
+                nn.init.zeros_(m.weight)
+            else:
+                nn.init.trunc_normal_(m.weight, std=std, a=-2 * std, b=2 * std)
+                m.weight.data.mul_(outscale)
             if m.bias is not None:
                 nn.init.zeros_(m.bias)
 
 
-def zero_init(layer: nn.Linear) -> nn.Linear:
-    nn.init.zeros_(layer.weight)
-    if layer.bias is not None:
-        nn.init.zeros_(layer.bias)
+def scaled_init(layer: nn.Linear, outscale: float) -> nn.Linear:
+    """Mark `layer` so that `init_weights` scales its weights by `outscale` (0 = zeros); applied now too."""
+    layer.outscale = outscale  # type: ignore[assignment]
+    init_weights(layer)
     return layer
+
+
+def zero_init(layer: nn.Linear) -> nn.Linear:
+    """An output layer that starts (and stays under `init_weights`) at exactly zero."""
+    return scaled_init(layer, 0.0)
 
 
 class MLP(nn.Sequential):
@@ -84,24 +98,38 @@ class BlockLinear(nn.Module):
 class BlockGRU(nn.Module):
     """DreamerV3's normalised GRU with block-diagonal recurrent weights.
 
-    The state of size `deter` is split into `blocks` groups; each group's gates see
-    the full input and only their own part of the state, which cuts the recurrent
-    weights by a factor of `blocks`. blocks=1 is a dense normalised GRU.
+    The state of size `deter` is split into `blocks` groups. Each group sees the full
+    input `x` (which the RSSM builds to contain a projection of the whole deterministic
+    state when blocks > 1, as the official `dynin` layer) and its own part of the state,
+    through `layers` block-linear hidden layers (the official `dynhid`, normalised over
+    the whole state) and then the block-linear gate layer. `gate_norm` normalises the
+    gate pre-activations per block (the June 2023 GRU; the newest official has none).
+    blocks=1, layers=0, gate_norm=True is the June 2023 dense normalised GRU.
     """
 
-    def __init__(self, inp: int, deter: int, blocks: int, norm: str) -> None:
+    def __init__(self, inp: int, deter: int, blocks: int, norm: str, act: str = "silu", layers: int = 0,
+                 gate_norm: bool = True) -> None:
         super().__init__()
         if deter % blocks:
             raise ValueError(f"model.deter ({deter}) must be divisible by model.blocks ({blocks})")
         self.blocks, self.deter = blocks, deter
-        self.gates = BlockLinear(blocks, inp + deter // blocks, 3 * deter // blocks)
-        self.norm = make_norm(norm, 3 * deter // blocks)
+        size = deter // blocks
+        self.hidden = nn.ModuleList(
+            [BlockLinear(blocks, (inp if i == 0 else 0) + size, size) for i in range(layers)])
+        self.hidden_norms = nn.ModuleList([make_norm(norm, deter) for _ in range(layers)])
+        self.act = ACTIVATIONS[act]()
+        self.gates = BlockLinear(blocks, size if layers else inp + size, 3 * size)
+        self.norm = make_norm(norm, 3 * size) if gate_norm else nn.Identity()
 
     def forward(self, x: Tensor, h: Tensor) -> Tensor:
         g = self.blocks
         hb = h.reshape(*h.shape[:-1], g, self.deter // g)
         xb = x.unsqueeze(-2).expand(*x.shape[:-1], g, x.shape[-1])
-        parts = self.norm(self.gates(torch.cat([xb, hb], -1)))
+        z = torch.cat([xb, hb], -1)
+        for layer, norm in zip(self.hidden, self.hidden_norms):
+            z = layer(z)
+            z = self.act(norm(z.reshape(*h.shape[:-1], self.deter))).reshape(hb.shape)
+        parts = self.norm(self.gates(z))
         reset, cand, update = parts.chunk(3, -1)
         reset = torch.sigmoid(reset)
         cand = torch.tanh(reset * cand)

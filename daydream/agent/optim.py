@@ -13,11 +13,16 @@ from torch import Tensor, nn
 
 
 class ClippedAdam:
-    def __init__(self, params: Iterable[nn.Parameter], lr: float, eps: float, clip: float, mode: str) -> None:
+    """`mode` norm clips the global gradient norm to `clip`; agc clips each parameter's
+    gradient norm to `agc` times the parameter's norm (at least 1e-3), as the official
+    `clip_by_agc` (ratio 0.3)."""
+
+    def __init__(self, params: Iterable[nn.Parameter], lr: float, eps: float, clip: float, mode: str,
+                 agc: float = 0.3) -> None:
         self.params = [p for p in params if p.requires_grad]
         if mode not in ("norm", "agc"):
             raise ValueError(f"unknown clip mode '{mode}'; use norm or agc")
-        self.clip, self.mode = clip, mode
+        self.clip, self.mode, self.agc = clip, mode, agc
         fused = bool(self.params) and self.params[0].is_cuda
         self.opt = torch.optim.Adam(self.params, lr=lr, eps=eps, fused=fused, foreach=None if fused else True)
 
@@ -28,6 +33,16 @@ class ClippedAdam:
         # grads channels-last when the activations are), and fused Adam needs them equal.
         grads = [torch.zeros_like(p) if g is None else g if g.stride() == p.stride() else torch.empty_like(p).copy_(g)
                  for p, g in zip(self.params, grads)]
+        norm = self.clip_(grads)
+        for p, g in zip(self.params, grads):
+            p.grad = g
+        self.opt.step()
+        for p in self.params:
+            p.grad = None
+        return norm.detach()
+
+    def clip_(self, grads: list[Tensor]) -> Tensor:
+        """Clip `grads` (one per parameter) in place; returns their global norm before clipping."""
         norm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
         if self.mode == "norm":
             scale = torch.clamp(self.clip / (norm + 1e-6), max=1.0)
@@ -36,14 +51,9 @@ class ClippedAdam:
             gnorms = torch._foreach_norm(grads)
             pnorms = torch._foreach_norm([p.detach() for p in self.params])
             for g, gn, pn in zip(grads, gnorms, pnorms):
-                limit = self.clip * torch.clamp(pn, min=1e-3)
+                limit = self.agc * torch.clamp(pn, min=1e-3)
                 g.mul_(torch.clamp(limit / (gn + 1e-6), max=1.0))
-        for p, g in zip(self.params, grads):
-            p.grad = g
-        self.opt.step()
-        for p in self.params:
-            p.grad = None
-        return norm.detach()
+        return norm
 
     def state_dict(self) -> dict:
         return self.opt.state_dict()

@@ -29,13 +29,29 @@ class RSSM(nn.Module):
         self.feat_dim = cfg.deter + self.stoch_dim
         stats = self.stoch_dim if self.categorical else 2 * cfg.stoch
         act, norm, hid = ACTIVATIONS[cfg.act], cfg.norm, cfg.hidden
-        self.img_in = nn.Sequential(nn.Linear(self.stoch_dim + action_dim, hid, bias=norm == "none"), make_norm(norm, hid), act())
-        self.gru = BlockGRU(hid, cfg.deter, cfg.blocks, norm)
-        self.prior_net = nn.Sequential(nn.Linear(cfg.deter, hid, bias=norm == "none"), make_norm(norm, hid), act(), nn.Linear(hid, stats))
+
+        def dense(inp: int) -> nn.Module:
+            return nn.Sequential(nn.Linear(inp, hid, bias=norm == "none"), make_norm(norm, hid), act())
+
+        # The GRU's input. joint (June 2023): one layer on (z, a). split (newest official):
+        # one layer each on h, z and a (`dynin`). A block GRU's blocks see only their own
+        # slice of h, so with blocks > 1 the joint input also gets the layer on the whole h.
+        self.split_input = cfg.dyn_input == "split"
+        if self.split_input:
+            self.stoch_in, self.action_in = dense(self.stoch_dim), dense(action_dim)
+            self.img_in = None
+        else:
+            self.img_in = dense(self.stoch_dim + action_dim)
+        self.deter_in = dense(cfg.deter) if self.split_input or cfg.blocks > 1 else None
+        inputs = 1 + (self.deter_in is not None) + self.split_input
+        self.gru = BlockGRU(inputs * hid, cfg.deter, cfg.blocks, norm, cfg.act, cfg.dyn_layers, cfg.gate_norm)
+        self.prior_net = nn.Sequential(
+            *[m for i in range(cfg.prior_layers) for m in dense(cfg.deter if i == 0 else hid)], nn.Linear(hid, stats))
         self.post_net = nn.Sequential(
             nn.Linear(cfg.deter + embed_dim, hid, bias=norm == "none"), make_norm(norm, hid), act(), nn.Linear(hid, stats)
         )
-        self.initial_deter = nn.Parameter(torch.zeros(cfg.deter))
+        self.zero_initial = cfg.initial == "zeros"
+        self.initial_deter = nn.Parameter(torch.zeros(cfg.deter), requires_grad=not self.zero_initial)
 
     # -- distributions -------------------------------------------------------------
 
@@ -84,7 +100,13 @@ class RSSM(nn.Module):
         return torch.cat([state["deter"], stoch.to(state["deter"].dtype)], -1)
 
     def initial(self, batch: int, device: torch.device | str | None = None) -> State:
+        """The state before the first step: learned (tanh of a parameter, prior mode) or all zeros (newest official)."""
         device = device or self.initial_deter.device
+        if self.zero_initial:
+            deter = torch.zeros(batch, self.cfg.deter, device=device, dtype=self.initial_deter.dtype)
+            stats = self._stats(torch.zeros(batch, self.stoch_dim if self.categorical else 2 * self.cfg.stoch,
+                                            device=device, dtype=deter.dtype))
+            return {"deter": deter, "stoch": torch.zeros(batch, *self.stoch_shape, device=device, dtype=deter.dtype), **stats}
         deter = torch.tanh(self.initial_deter).to(device).expand(batch, -1)
         stats = self._stats(self.prior_net(deter))
         return {"deter": deter, "stoch": self._mode(stats), **stats}
@@ -92,7 +114,15 @@ class RSSM(nn.Module):
     def _deter_step(self, state: State, action: Tensor) -> Tensor:
         """The deterministic path: (h, z, a) -> h'."""
         stoch = state["stoch"].reshape(*action.shape[:-1], -1)
-        return self.gru(self.img_in(torch.cat([stoch, action], -1)), state["deter"])
+        deter = state["deter"]
+        if self.split_input:
+            parts = [self.deter_in(deter), self.stoch_in(stoch), self.action_in(action)]  # type: ignore[misc]
+        else:
+            parts = [self.img_in(torch.cat([stoch, action], -1))]  # type: ignore[misc]
+            if self.deter_in is not None:
+                parts.append(self.deter_in(deter))
+        x = parts[0] if len(parts) == 1 else torch.cat(parts, -1)
+        return self.gru(x, deter)
 
     def img_step(self, state: State, action: Tensor, noise: Tensor | None = None) -> State:
         """One step of the prior: (h, z, a) -> h' -> p(z' | h')."""

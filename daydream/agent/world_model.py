@@ -20,7 +20,7 @@ class WorldModel(nn.Module):
         self.rssm = RSSM(cfg, self.encoder.out_dim, action_dim)
         feat = self.rssm.feat_dim
         self.decoder = Decoder(keys, feat, c.units, c.mlp_layers, c.cnn_depth, c.cnn_min_res, c.norm, c.act)
-        self.reward = TwoHotHead(feat, c.units, c.head_layers, c.norm, c.act, c.bins, c.bin_range)
+        self.reward = TwoHotHead(feat, c.units, c.head_layers, c.norm, c.act, c.bins, c.bin_range, c.twohot_space)
         self.cont = ContinueHead(feat, c.units, c.head_layers, c.norm, c.act)
 
     def loss(self, data: dict[str, Tensor]) -> tuple[Tensor, State, dict[str, Tensor]]:
