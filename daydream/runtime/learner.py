@@ -185,7 +185,10 @@ class Learner:
         progress = progress_bar(cfg.steps, self.received_steps, cfg.progress)
         shown = self.received_steps
         last_publish = self.agent.updates if self.policy_version else -tc.publish_every
-        last = {"log": self.received_steps, "ckpt": self.received_steps}
+        last = {"log": self.received_steps, "ckpt": self.received_steps, "ckpt_updates": self.agent.updates}
+        # the updates that checkpoint_every env steps are worth: when actors wait for training (pacing), steps
+        # arrive slowly, and a learner killed then would lose (and owe again) every update since its last checkpoint
+        ckpt_updates = max(1, int(cfg.checkpoint_every * self.ratio.ratio / self.ratio.batch_steps))
         tick, tick_steps, tick_updates = time.time(), self.received_steps, self.agent.updates
         recent: deque[float] = deque(maxlen=10)
         sums: dict[str, float] = {}
@@ -236,8 +239,9 @@ class Learner:
                     if recent:
                         postfix["return"] = f"{np.mean(recent):.1f}"
                     progress.set_postfix(postfix)
-                if received - last["ckpt"] >= cfg.checkpoint_every:
-                    last["ckpt"] = received
+                if (received - last["ckpt"] >= cfg.checkpoint_every
+                        or self.agent.updates - last["ckpt_updates"] >= ckpt_updates):
+                    last["ckpt"], last["ckpt_updates"] = received, self.agent.updates
                     self.save()
                 if self.status.due():
                     self.write_status()
