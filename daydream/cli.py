@@ -42,7 +42,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from daydream.runtime.eval import run_eval
+    from daydream.runtime.evaluate import run_eval
 
     result = run_eval(Path(args.checkpoint), episodes=args.episodes, video=args.video, overrides=args.overrides)
     for i, (ret, length) in enumerate(zip(result.returns, result.lengths)):

@@ -12,7 +12,10 @@ from typing import Any, Literal, Protocol
 
 import numpy as np
 
-from daydream.runtime.evaluate import batch_obs
+
+def batch_obs(obs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Add the leading batch dimension of one to every observation array."""
+    return {k: np.asarray(v)[None] for k, v in obs.items()}
 
 
 class ActingPolicy(Protocol):

@@ -1,6 +1,6 @@
 """Evaluation episodes: run a policy (its mode, no exploration) and report returns and diagnostics.
 
-The policy is anything with `act(obs, mode)` that keeps its own recurrent state (the
+`daydream eval` (`run_eval`) evaluates a training checkpoint this way. The policy is anything with `act(obs, mode)` that keeps its own recurrent state (the
 torch agent through `AgentActing`, or the exported ONNX graph through `OnnxActing`), so
 a run's report can evaluate exactly the file a robot would run. Envs that put a
 `diagnostics` mapping in their step info (the robot tasks: forward velocity, uprightness)
@@ -9,14 +9,15 @@ get its per-episode means reported too.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
 
-if TYPE_CHECKING:
-    from daydream.runtime.acting import ActingPolicy
+from daydream.runtime.acting import ActingPolicy
 
 
 @dataclass
@@ -57,11 +58,6 @@ class EpisodeDiagnostics:
         self.sums, self.count = {}, 0
 
 
-def batch_obs(obs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Add the leading batch dimension of one to every observation array."""
-    return {k: np.asarray(v)[None] for k, v in obs.items()}
-
-
 def frame_of(env: gym.Env, obs: dict[str, np.ndarray], render: bool = False) -> np.ndarray | None:
     """A video frame: the observed image, or (with `render`, or without one) the env's render()."""
     if "image" in obs and not render:
@@ -73,7 +69,7 @@ def frame_of(env: gym.Env, obs: dict[str, np.ndarray], render: bool = False) -> 
     return None if frame is None else np.asarray(frame)
 
 
-def evaluate(policy: "ActingPolicy", env: gym.Env, episodes: int, record_video: bool = False,
+def evaluate(policy: ActingPolicy, env: gym.Env, episodes: int, record_video: bool = False,
              seed: int | None = None, render: bool = False) -> EvalResult:
     """Run `episodes` episodes with `policy.act(obs, mode="eval")`; frames of the first if `record_video`
     (the observed image, or the env's render() with `render`: a robot's tracking camera at video size)."""
@@ -97,4 +93,31 @@ def evaluate(policy: "ActingPolicy", env: gym.Env, episodes: int, record_video: 
         result.returns.append(total)
         result.lengths.append(length)
         result.diagnostics.append(diagnostics.means())
+    return result
+
+
+def run_eval(checkpoint: Path, episodes: int, video: str | None = None, overrides: Sequence[str] = ()) -> EvalResult:
+    """`daydream eval`: load a checkpoint with the config it was trained with and run `episodes` episodes."""
+    # torch and the envs only here: robots import this module for evaluate() without them
+    from daydream.agent import Agent
+    from daydream.config import config_from_dict
+    from daydream.envs import make_env
+    from daydream.runtime.acting import AgentActing
+    from daydream.runtime.checkpoint import load_checkpoint
+    from daydream.runtime.video import save_video
+
+    payload = load_checkpoint(checkpoint)
+    if "config" not in payload or "agent" not in payload:
+        raise ValueError(f"{checkpoint} is not a daydream training checkpoint (no config/agent inside)")
+    config = config_from_dict(payload["config"], overrides)
+    env = make_env(config.env, seed=config.seed + 20_000, robot=config.robot)
+    try:
+        agent = Agent(config, env.observation_space, env.action_space)
+        agent.load_state_dict(payload["agent"])
+        result = evaluate(AgentActing(agent), env, episodes, record_video=video is not None, seed=config.seed + 20_000)
+    finally:
+        env.close()
+    if video is not None:
+        path = save_video(result.frames, video)
+        print(f"video written to {path}")
     return result

@@ -17,9 +17,9 @@ from daydream.agent import Agent
 from daydream.config import Config
 from daydream.envs import make_env
 from daydream.envs.contract import random_action, zero_action
-from daydream.runtime.acting import AgentActing
+from daydream.runtime.acting import AgentActing, batch_obs
 from daydream.runtime.checkpoint import CHECKPOINT_NAME, save_checkpoint
-from daydream.runtime.evaluate import batch_obs, evaluate
+from daydream.runtime.evaluate import evaluate
 from daydream.runtime.metrics import MetricsWriter
 from daydream.runtime.run_dir import open_replay, open_run, progress_bar, train_ratio
 from daydream.runtime.video import save_video
