@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import dataclasses
+from contextlib import closing
 
 import numpy as np
 import pytest
@@ -26,7 +27,11 @@ def inner(env):
 
 
 def test_a1_env_speaks_the_contract_and_ends_on_the_time_limit():
-    env = a1_env()
+    with closing(a1_env()) as env:
+        _speaks_the_contract_and_ends_on_the_time_limit(env)
+
+
+def _speaks_the_contract_and_ends_on_the_time_limit(env):
     spaces_of(env)
     obs, _ = env.reset()
     assert obs["is_first"] and obs["joint_position"].shape == (12,) and obs["last_action"].shape == (12,)
@@ -35,23 +40,25 @@ def test_a1_env_speaks_the_contract_and_ends_on_the_time_limit():
         obs, reward, terminated, truncated, _ = env.step(np.zeros(12, np.float32))
         steps += 1
     assert steps == 20 and truncated and not terminated
-    env.close()
 
 
 def test_walking_reward_pays_standing_and_not_lying_on_the_back():
-    standing, lying = a1_env(), a1_env("robot.driver_args={start: lying_on_back}")
     rewards = {}
-    for name, env in (("standing", standing), ("lying", lying)):
-        env.reset()
-        _, rewards[name], _, _, info = env.step(np.zeros(12, np.float32))
-        rewards[name + "_terms"] = info["reward_terms"]
-        env.close()
+    for name, overrides in (("standing", ()), ("lying", ("robot.driver_args={start: lying_on_back}",))):
+        with closing(a1_env(*overrides)) as env:
+            env.reset()
+            _, rewards[name], _, _, info = env.step(np.zeros(12, np.float32))
+            rewards[name + "_terms"] = info["reward_terms"]
     assert rewards["standing_terms"]["knee"] > 0.7 and rewards["standing"] > 8  # stages reached, velocity term paid
     assert rewards["lying_terms"]["upright"] < 0.3 and rewards["lying"] < 0.5
 
 
 def test_faults_put_the_robot_in_safe_mode():
-    env = a1_env()
+    with closing(a1_env()) as env:
+        _faults_put_the_robot_in_safe_mode(env)
+
+
+def _faults_put_the_robot_in_safe_mode(env):
     env.reset()
     robot = inner(env)
     with pytest.raises(ValueError, match="finite"):
@@ -74,7 +81,6 @@ def test_faults_put_the_robot_in_safe_mode():
     with pytest.raises(DriverError, match="joint_position.*shape"):
         robot.step(np.zeros(12, np.float32))
     assert robot.driver.health().mode == "damping"
-    env.close()
 
 
 def test_bad_robot_config_is_reported():

@@ -76,14 +76,22 @@ def test_torch_actor_weights_reproduce_the_learners_policy_and_state_carries_ove
         a, state_a = source.policy(obs, state_a, noise=noise)
         b, state_b = target.policy(obs, state_b, noise=noise)
         np.testing.assert_allclose(a, b, atol=1e-6)
-    for t in range(3):  # the acting wrappers run and keep their own state between calls
+    for t in range(3):  # the acting wrappers keep their own state between calls
         obs = {k: v[0] for k, v in step_obs(batch, t).items()}
         assert onnx.act(obs).shape == (2,) and torch_policy.act(obs).shape == (2,)
+    # and from the same state with the same noise, the ONNX graph and the torch policy with the learner's
+    # weights agree
+    onnx.state = torch_policy.state = None
+    for t in range(6):
+        obs, noise = step_obs(batch, t), onnx.policy.sample_noise(1)
+        a, onnx.state = onnx.policy.policy(obs, onnx.state, noise=noise)
+        b, torch_policy.state = torch_policy.agent.policy(obs, torch_policy.state, noise=noise)
+        np.testing.assert_allclose(a, b, atol=1e-4)
     swapped = OnnxActing(export_onnx(source, version=6))
     swapped.take_state(onnx)
     assert swapped.state is onnx.state and swapped.version == 6
+    bigger = Agent(tiny_config("model.deter=96"), obs_space, act_space)
     with pytest.raises(ValueError, match="shape"):
-        bigger = Agent(tiny_config("model.deter=96"), obs_space, act_space)
         load_acting_weights(bigger, acting_weights(source))
 
 

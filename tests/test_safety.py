@@ -3,7 +3,6 @@ and, when `daydream.drivers.mujoco_a1` is present, the key branches on the MuJoC
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 
 import numpy as np
@@ -12,6 +11,7 @@ import pytest
 from daydream.drivers.interface import (ActuatorSpec, Command, Driver, DriverError, DriverSpec, Health, SafeMode,
                                         SensorSample, SensorSpec, SimulatedDriver)
 from daydream.drivers.safety import SafetyConfig, SafetyLayer, SimulatedSafetyLayer
+from daydream.drivers.mujoco_a1 import MuJoCoA1Driver
 
 LOW = (-1.0, -0.5, 0.0)
 HIGH = (1.0, 0.5, 2.0)
@@ -435,20 +435,11 @@ def test_measured_position_must_be_finite():
     assert fake.mode == "damping" and fake.received == []
 
 
-# -- the MuJoCo A1, when its driver is there ------------------------------------------------
-
-def _mujoco_a1():
-    """The module, or a skip if it does not exist yet; an existing but broken module fails."""
-    if importlib.util.find_spec("daydream.drivers.mujoco_a1") is None:
-        pytest.skip("daydream.drivers.mujoco_a1 is not there")
-    import daydream.drivers.mujoco_a1 as module  # a failure here is a real failure
-    return module
-
+# -- the MuJoCo A1 ---------------------------------------------------------------------------
 
 @pytest.fixture
 def a1():
-    module = _mujoco_a1()
-    driver = module.MuJoCoA1Driver()
+    driver = MuJoCoA1Driver()
     layer = SafetyLayer(driver, SafetyConfig(max_delta=10.0, watchdog_timeout_s=0.2))
     layer.open()
     if isinstance(layer, SimulatedSafetyLayer):
