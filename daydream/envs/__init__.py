@@ -1,4 +1,5 @@
-"""Env backends (`dmc`, `gym`, `carracing`) behind one contract (see `daydream.envs.contract`).
+"""Env backends (`dmc`, `gym`, `carracing`, and `robot`: a driver behind the safety layer with a task)
+behind one contract (see `daydream.envs.contract`).
 
 `make_env(config.env, seed)` builds a backend and wraps it so it speaks the contract;
 `spaces_of(env)` checks an env against the contract and summarises its spaces.
