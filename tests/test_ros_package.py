@@ -126,6 +126,7 @@ def test_package_xml_depends_on_every_message_package_the_topics_use():
     message_packages = {t.type.split("/")[0] for t in topics.ALL_TOPICS} | {"builtin_interfaces"}  # header stamps
     assert message_packages <= exec_depends
     assert {"rclpy", "launch", "launch_ros", "ament_index_python"} <= exec_depends
+    assert {"std_srvs", "rcl_interfaces"} <= exec_depends  # ~/clear_estop (Trigger), /rosout (Log)
 
 
 # -- (b) executables -----------------------------------------------------------------------------
