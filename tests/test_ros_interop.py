@@ -136,12 +136,13 @@ def test_a_stock_rclpy_node_reads_and_drives_the_robot_driver(tmp_path, backend)
     second_array = ["/robot/joint_commands", "std_msgs/msg/Float64MultiArray", "default", {"data": second}]
     estop = ["/robot/estop", "std_msgs/msg/Bool", "default", {"data": True}]
     stray = ["/robot/estop", "std_msgs/msg/Bool", "default", {"data": False}]
-    phases = [{"seconds": 60, "until": 2},  # until every topic arrived (the driver is up and discovered)
+    phases = [{"seconds": 60, "until": 1},  # until every topic arrived (the driver is up and discovered)
               {"seconds": 2, "publish": [array]}, {"seconds": 2, "publish": [trajectory]},
               {"seconds": 1, "publish": [estop]}, {"seconds": 2, "publish": [stray, array]}]
     if backend == "rclpy":
-        phases.append({"seconds": 4, "publish": [second_array],
-                       "services": [["/robot/robot_driver/clear_estop", "std_srvs/srv/Trigger"]]})
+        phases += [{"seconds": 60, "until": 1, "publish": [second_array],  # until the service has answered
+                    "services": [["/robot/robot_driver/clear_estop", "std_srvs/srv/Trigger"]]},
+                   {"seconds": 2, "publish": [second_array]}]
     sensors = [["/robot/joint_states", "sensor_msgs/msg/JointState", "sensor"],
                ["/robot/imu", "sensor_msgs/msg/Imu", "sensor"],
                ["/robot/foot_contacts", "std_msgs/msg/Float64MultiArray", "sensor"],
