@@ -61,7 +61,7 @@ class Soak:
                        f"transport.learner=tcp://127.0.0.1:{port}", "threads=1", "replay.batch_size=4",
                        "replay.batch_length=16", f"train.prefill={PREFILL}", f"train.train_ratio={train_ratio}",
                        "replay.capacity=100000000", "train.steps=0", "train.progress=false", "train.log_every=1000",
-                       "train.checkpoint_every=2000", "transport.publish_every=20", "transport.status_every_s=0.2",
+                       "train.checkpoint_every=500", "transport.publish_every=20", "transport.status_every_s=0.2",
                        "transport.heartbeat_interval_s=0.2", "transport.learner_timeout_s=1.5",
                        "transport.resend_timeout_s=1.0", "transport.drain_timeout_s=60",
                        "transport.pace_slack_steps=256", "transport.chunk_length=32"]
