@@ -137,7 +137,8 @@ def test_launch_sim_graph_end_to_end_with_faults(tmp_path, monkeypatch, backend)
         wait(lambda: read_status(actor_dir).get("fault", "x") == "" and read_status(actor_dir)["faults"] >= 1, 90,
              "the actor recovering after the driver's restart")
     finally:
-        launcher.send_signal(signal.SIGINT)
+        # SIGTERM (systemd, docker stop) stops the graph in order like Ctrl-C does, orphaning nothing
+        launcher.send_signal(signal.SIGTERM if backend == "rclpy" else signal.SIGINT)
         try:
             code = launcher.wait(120)
         except subprocess.TimeoutExpired:
@@ -146,6 +147,9 @@ def test_launch_sim_graph_end_to_end_with_faults(tmp_path, monkeypatch, backend)
         out.close()
     assert code == 0, logs()
     assert (logdir / "checkpoint.pt").exists()  # the learner stopped cleanly
+    for pid in json.loads((logdir / "ros" / "pids.json").read_text()).values():  # no process left behind
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
 
 
 @pytest.mark.skipif(not rclpy_available(), reason="rclpy cannot be imported: install the ros extra (Python 3.11) "
