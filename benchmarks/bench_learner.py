@@ -3,18 +3,29 @@ sustains at the train ratio, and policy-step latency. Prints one JSON object per
 
     python benchmarks/bench_learner.py --sizes tiny 12m --updates 5 --obs image
     python benchmarks/bench_learner.py --device cuda --precision bfloat16 --compile
+    python benchmarks/bench_learner.py --sizes tiny --obs proprio --against /work/baseline --rounds 4
 
 Inputs are synthetic (random observations of the right shapes), so this measures the
 learner alone; replay sampling runs in a prefetch thread during training.
+
+`--against TREE` times another checkout of this repository (e.g. a `git worktree` of the
+commit before a change) side by side: each round runs this script once in a fresh
+process per tree, alternating, each tree with its own code and its own copy of this
+script, so drift of a shared machine hits both alike; it prints each round and the
+ratio of the medians (`speedup` = the other tree's update time / this tree's).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
@@ -99,6 +110,31 @@ def bench(size: str, args: argparse.Namespace) -> dict:
     }
 
 
+def side_by_side(args: argparse.Namespace, passthrough: list[str]) -> None:
+    """Alternate fresh processes of this tree and `args.against` for `args.rounds` rounds; print the ratio."""
+    trees = {"new": Path(__file__).resolve().parents[1], "old": Path(args.against).resolve()}
+    runs: dict[str, list[dict]] = {"new": [], "old": []}
+    for r in range(args.rounds):
+        for name in (("new", "old") if r % 2 == 0 else ("old", "new")):
+            tree = trees[name]
+            env = {**os.environ, "PYTHONPATH": str(tree), "OMP_NUM_THREADS": str(args.threads or torch.get_num_threads())}
+            out = subprocess.run([sys.executable, str(tree / "benchmarks" / "bench_learner.py"), *passthrough], cwd=tree,
+                                 env=env, capture_output=True, text=True)
+            if out.returncode:
+                raise SystemExit(f"bench_learner.py in {tree} failed:\n{out.stderr[-3000:]}")
+            for line in out.stdout.splitlines():
+                if line.startswith("{"):
+                    rec = {**json.loads(line), "tree": name, "round": r}
+                    runs[name].append(rec)
+                    print(json.dumps(rec), flush=True)
+    for size in dict.fromkeys(rec["size"] for rec in runs["new"]):
+        med = {n: statistics.median(rec["update_ms"] for rec in runs[n] if rec["size"] == size) for n in runs}
+        print(json.dumps({"bench": "learner_side_by_side", "size": size, "obs": args.obs, "batch": [args.batch, args.length],
+                          "new_tree": str(trees["new"]), "old_tree": str(trees["old"]), "rounds": args.rounds,
+                          "update_ms_new": round(med["new"], 1), "update_ms_old": round(med["old"], 1),
+                          "speedup": round(med["old"] / med["new"], 2)}), flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", nargs="+", default=["tiny", "12m", "25m", "50m"])
@@ -111,7 +147,18 @@ def main() -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--precision", default="auto")
     parser.add_argument("--compile", action="store_true")
+    parser.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: torch's default)")
+    parser.add_argument("--against", default="", help="another checkout to time side by side (see above)")
+    parser.add_argument("--rounds", type=int, default=3, help="with --against: alternating runs per tree")
     args = parser.parse_args()
+    if args.against:
+        side_by_side(args, ["--sizes", *args.sizes, "--obs", args.obs, "--batch", str(args.batch), "--length",
+                            str(args.length), "--updates", str(args.updates), "--warmup", str(args.warmup),
+                            "--policy-steps", str(args.policy_steps), "--device", args.device, "--precision",
+                            args.precision, *(["--compile"] if args.compile else [])])
+        return
+    if args.threads:
+        torch.set_num_threads(args.threads)
     for size in args.sizes:
         print(json.dumps(bench(size, args)), flush=True)
 
