@@ -141,9 +141,12 @@ def test_actor_sigkilled_and_restarted_resends_its_spool(tmp_path):
     a0 = actor(tmp_path, robot, "a0")
     try:
         wait_until(lambda: versions_loaded(logdir, "a0"), 150, "a first policy", lrn, a0)
-        # pause the learner so the actor's spool holds unacked chunks when it dies
+        # pause the learner so the actor's spool holds unacked chunks when it dies: chunks spooled once
+        # acks sent before the pause have landed (a status written a second later) can no longer be acked
         lrn.signal(signal.SIGSTOP)
-        wait_until(lambda: actor_status(logdir, "a0")["pending_chunks"] >= 3, 60, "unacked chunks in the spool", a0)
+        paused = time.time()
+        wait_until(lambda: (s := actor_status(logdir, "a0"))["time"] > paused + 1.0 and s["pending_chunks"] >= 3, 60,
+                   "unacked chunks in the spool", a0)
         a0.kill()
         assert len(list((logdir / "actors" / "a0" / "spool").glob("*.npz"))) >= 3
         lrn.signal(signal.SIGCONT)
