@@ -94,7 +94,7 @@ class Learner:
         self._base_received = max(received, len(self.replay))
         self._new_received = 0  # written only by the link thread
         self._episodes: queue.Queue[tuple[str, float, int]] = queue.Queue()
-        self._open_returns: dict[str, tuple[float, int]] = {}
+        self._open_returns: dict[str, tuple[float | None, int, int]] = {}  # actor -> (return, steps, next seq)
         self._published_at: dict[int, float] = {}  # version -> when actors could start fetching it
         self._export_started_at: dict[int, float] = {}
         self.policy_version = self.store.version()
@@ -133,14 +133,21 @@ class Learner:
         length = check_chunk(chunk, self.spec, f"actor {actor_id}")
         self.replay.add_chunk(chunk, stream=actor_id, name=f"{actor_id}-{seq}", position=seq)
         self._new_received += length
-        total, steps = self._open_returns.get(actor_id, (0.0, 0))
+        # Episode returns for the log. A chunk that does not follow this actor's previous one (out of order
+        # after a restart or resend, or after dropped chunks) breaks the open episode: it is not reported.
+        total, steps, expected = self._open_returns.get(actor_id, (None, 0, seq))
+        if seq != expected:
+            total = None
         for first, last, reward in zip(chunk["is_first"], chunk["is_last"], chunk["reward"]):
             if first:
                 total, steps = 0.0, 0
+            if total is None:
+                continue
             total, steps = total + float(reward), steps + 1
             if last:
                 self._episodes.put((actor_id, total, steps - 1))
-        self._open_returns[actor_id] = (total, steps)
+                total = None
+        self._open_returns[actor_id] = (total, steps, seq + 1)
 
     # -- training thread ---------------------------------------------------------------
 
