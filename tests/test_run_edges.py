@@ -30,7 +30,8 @@ def test_finished_learner_tells_its_actors_and_resume_says_how_to_extend(tmp_pat
     # drain can take longer than the usual test timeouts, and this test is about what happens, not how fast
     overrides = fast_overrides(logdir, port, "train.steps=600", "transport.done_linger_s=150",
                                "transport.drain_timeout_s=150")
-    robot = [*overrides, "transport.pace_actors=false"]
+    # robots act unpaced: longer chunks keep the learner's per-chunk writes ahead of them
+    robot = [*overrides, "transport.pace_actors=false", "transport.chunk_length=128"]
     lrn = learner(tmp_path, overrides)
     sim = actor(tmp_path, overrides, "sim")
     stopper = actor(tmp_path, [*robot, "transport.on_learner_done=stop"], "robot-stop")

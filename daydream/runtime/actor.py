@@ -140,7 +140,8 @@ class Actor:
         self.sender.unsent_steps = lambda: len(self.chunks.rows)
         self.status = StatusFile(self.dir / STATUS_NAME, tc.status_every_s)
         self.counters = self._load_counters()
-        self.loaded_at: dict[str, float] = {}
+        # version -> when this process started acting with it (the cached policy: at start)
+        self.loaded_at: dict[str, float] = {str(self.policy.version): time.time()} if self.policy else {}
         self.rejected_policies = 0
         self.fault = ""  # the robot fault the actor is waiting out, if any
         self.waiting = ""  # why a paced actor holds its next step: "credit" | "spool_full" | "disk_full" | ""
@@ -441,9 +442,14 @@ class Actor:
             time.sleep(0.01)
 
     def drain(self) -> None:
-        """Wait up to drain_timeout_s for the learner to ack what is spooled."""
+        """Wait up to drain_timeout_s for the learner to ack what is spooled.
+
+        After the learner said the run is over, wait as long as it still answers: it lingers
+        (up to transport.done_linger_s) to take exactly these chunks.
+        """
         deadline = time.monotonic() + self.config.transport.drain_timeout_s
-        while self.sender.pending and time.monotonic() < deadline:
+        while self.sender.pending and (time.monotonic() < deadline
+                                       or (self.learner_done and self.sender.learner_alive)):
             self.sender.poll()
             time.sleep(0.01)
         if self.learner_done and not self.sender.pending:
