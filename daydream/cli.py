@@ -10,6 +10,7 @@ conformance kit) and `new-robot` (a driver, task, config and tests to start from
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import signal
 import sys
@@ -48,6 +49,24 @@ def cmd_eval(args: argparse.Namespace) -> int:
     for i, (ret, length) in enumerate(zip(result.returns, result.lengths)):
         print(f"episode {i}: return {ret:.1f} over {length} steps")
     print(f"mean return {result.mean_return:.1f}")
+    return 0
+
+
+def cmd_worldmodels(args: argparse.Namespace) -> int:
+    from daydream.worldmodels.pipeline import WorldModelsRun
+
+    config = _load(args)
+    run = WorldModelsRun(config)
+    if args.stage == "all":
+        result = run.run_all()
+    else:
+        run.run(args.stage)
+        if args.stage != "eval":
+            print(f"World Models: {args.stage} done in {run.directory}")
+            return 0
+        result = json.loads((run.directory / "eval.json").read_text())
+    print(f"World Models: mean return {result['mean_return']:.1f} +- {result['std_return']:.1f} over "
+          f"{result['tracks']} tracks ({run.directory / 'eval.json'})")
     return 0
 
 
@@ -228,6 +247,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_args(p)
     p.add_argument("--resume", action="store_true", help="continue the run in --logdir from its last checkpoint")
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("worldmodels", help="World Models (V + M + C) in stages: collect, train-vae, encode, "
+                       "train-rnn, train-controller, eval; `all` runs the unfinished ones")
+    p.add_argument("stage", choices=["all", "collect", "train-vae", "encode", "train-rnn", "train-controller", "eval"])
+    _add_config_args(p)
+    p.set_defaults(func=cmd_worldmodels)
 
     p = sub.add_parser("eval", help="run evaluation episodes of a checkpoint")
     p.add_argument("--checkpoint", required=True, help="a checkpoint.pt or the run directory holding it")

@@ -189,6 +189,31 @@ class TransportConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class WorldModelsConfig:
+    rollouts: int
+    rollout_steps: int
+    eval_steps: int
+    z_dim: int
+    kl_tolerance: float
+    vae_epochs: int
+    vae_batch: int
+    vae_lr: float
+    rnn_hidden: int
+    mixtures: int
+    rnn_epochs: int
+    rnn_batch: int
+    rnn_seq_len: int
+    rnn_lr: float
+    population: int
+    candidate_rollouts: int
+    generations: int
+    sigma0: float
+    train_in_dream: bool
+    temperature: float
+    eval_tracks: int
+
+
+@dataclasses.dataclass(frozen=True)
 class Config:
     seed: int
     logdir: str
@@ -205,6 +230,7 @@ class Config:
     transport: TransportConfig
     robot: RobotConfig
     ros: RosConfig
+    worldmodels: WorldModelsConfig
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

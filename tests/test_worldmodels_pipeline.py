@@ -1,0 +1,43 @@
+"""World Models' stages end to end on CarRacing at a tiny budget: every stage writes what the next reads,
+`all` resumes at the stage it was in, and the CLI reports the evaluation."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from daydream.cli import main
+from daydream.config import load_config
+from daydream.worldmodels.pipeline import STAGES, WorldModelsRun
+
+TINY = ["worldmodels.rollouts=2", "worldmodels.rollout_steps=12", "worldmodels.eval_steps=8",
+        "worldmodels.vae_batch=8", "worldmodels.rnn_hidden=16", "worldmodels.mixtures=2", "worldmodels.rnn_batch=2",
+        "worldmodels.rnn_epochs=2", "worldmodels.rnn_seq_len=6", "worldmodels.population=4",
+        "worldmodels.candidate_rollouts=1", "worldmodels.generations=2", "worldmodels.eval_tracks=2"]
+
+pytestmark = pytest.mark.slow
+
+
+def test_stages_run_in_order_resume_and_report(tmp_path, capsys):
+    config = load_config("worldmodels_carracing", [f"logdir={tmp_path}", *TINY])
+    run = WorldModelsRun(config, progress=False)
+    with pytest.raises(FileNotFoundError, match="run the `collect` stage first"):
+        run.run("train-vae")
+    run.run("collect")
+    run.run("train-vae")
+    assert run.done_stages == ["collect", "train-vae"]
+    # `all` continues from there: the rollouts are not collected again
+    mtimes = [p.stat().st_mtime_ns for p in run.rollout_files()]
+    overrides = [f"logdir={tmp_path}", *TINY, "worldmodels.train_in_dream=true"]
+    args = ["worldmodels", "all", "--config", "worldmodels_carracing"]
+    for item in overrides:
+        args += ["--set", item]
+    assert main(args) == 0
+    assert [p.stat().st_mtime_ns for p in run.rollout_files()] == mtimes
+    assert run.done_stages == list(STAGES)
+    result = json.loads((run.directory / "eval.json").read_text())
+    assert result["tracks"] == 2 and len(result["returns"]) == 2 and result["trained_in_dream"]
+    assert "mean return" in capsys.readouterr().out
+    with pytest.raises(ValueError, match="unknown World Models stage"):
+        run.run("dream")
