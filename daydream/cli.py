@@ -175,51 +175,9 @@ def cmd_keys(args: argparse.Namespace) -> int:
 
 def cmd_driver_check(args: argparse.Namespace) -> int:
     """Run the conformance kit against a driver; 0 if every check passes, 1 if one fails, 2 on usage errors."""
-    import dataclasses
-    import functools
+    from daydream.drivers.conformance import check_driver
 
-    import yaml
-
-    from daydream.drivers import DriverError, driver_class, make_driver
-    from daydream.drivers.conformance import CheckOptions, run_checks
-
-    if args.overrides and not args.config:
-        raise ValueError("--set overrides keys of a config: it needs --config")
-    try:
-        cls = driver_class(args.target)
-    except ValueError as exc:
-        hint = (" (is the folder holding that package on PYTHONPATH? e.g. `export PYTHONPATH=$PWD` there)"
-                if "cannot import" in str(exc) else "")
-        raise ValueError(f"{exc}{hint}") from exc
-    driver_args: dict = {}
-    options = CheckOptions()
-    if args.config:
-        from daydream.envs.factory import driver_arguments
-
-        config = load_config(args.config, args.overrides)
-        # the config's driver_args, seed, control rate and camera, for the driver under test
-        driver_args = driver_arguments(dataclasses.replace(config.robot, driver=args.target), config.seed)
-        # the safe mode the robot's watchdog will use, and the sample age its env will accept
-        options = CheckOptions(safe_mode=config.robot.safety.safe_mode, max_age_s=config.robot.stale_timeout_s)
-    for item in args.args:
-        key, sep, raw = item.partition("=")
-        if not sep or not key.strip():
-            raise ValueError(f"--arg {item!r} must look like key=value (the value is YAML, e.g. start=standing)")
-        driver_args[key.strip()] = yaml.safe_load(raw)
-    try:
-        make_driver(args.target, driver_args)  # fail here, once, if the arguments are wrong
-    except DriverError as exc:
-        raise ValueError(f"cannot construct driver {args.target} with {driver_args}: {exc}") from exc
-    target = f"{args.target} ({cls.__module__}:{cls.__qualname__}), args {driver_args}"
-    safety_log = logging.getLogger("daydream.drivers.safety")
-    level = safety_log.level
-    if not args.verbose:  # the watchdog check trips the safety layer on purpose; its warnings are noise here
-        safety_log.setLevel(logging.ERROR)
-    try:
-        report = run_checks(functools.partial(make_driver, args.target, driver_args), options,
-                            checks=args.only or None, target=target)
-    finally:
-        safety_log.setLevel(level)
+    report = check_driver(args.target, args.config, args.overrides, args.args, args.only or None, args.verbose)
     print(report.format())
     return 0 if report.ok else 1
 

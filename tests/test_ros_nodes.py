@@ -15,7 +15,7 @@ import pytest
 from daydream.config import load_config
 from daydream.drivers import DriverError
 from daydream.drivers.mujoco_a1 import MuJoCoA1Driver
-from daydream.envs.factory import make_safe_driver
+from daydream.drivers.registry import make_safe_driver
 from daydream.ros import messages as m
 from daydream.ros import topics
 from daydream.ros.conversions import (BadMessage, SampleAssembler, command_from_array, command_from_trajectory,

@@ -1,13 +1,18 @@
-"""Finding a driver class by the name a config gives: a registry name, an installed entry
-point (group `daydream.drivers`, so a user's package can register its robot), or `module:Class`."""
+"""Finding a driver class by the name a config gives (a registry name, an installed entry
+point in group `daydream.drivers`, so a user's package can register its robot, or
+`module:Class`), and making the configured driver with its arguments and safety layer."""
 
 from __future__ import annotations
 
+import inspect
 from importlib.metadata import entry_points
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from daydream.drivers.interface import Driver
 from daydream.plugins import load_class
+
+if TYPE_CHECKING:
+    from daydream.config import RobotConfig
 
 BUILTIN = {
     "mujoco_a1": "daydream.drivers.mujoco_a1:MuJoCoA1Driver",
@@ -38,3 +43,23 @@ def make_driver(name: str, args: dict[str, Any] | None = None) -> Driver:
         return cls(**(args or {}))
     except TypeError as exc:
         raise ValueError(f"driver '{name}' does not take these arguments {sorted(args or {})}: {exc}") from exc
+
+
+def make_safe_driver(robot: RobotConfig, seed: int = 0) -> Any:
+    """The configured driver (not opened) behind the safety layer configured in `robot.safety`."""
+    from daydream.drivers.safety import SafetyLayer
+
+    return SafetyLayer(make_driver(robot.driver, driver_arguments(robot, seed)), robot.safety)
+
+
+def driver_arguments(robot: RobotConfig, seed: int = 0) -> dict[str, Any]:
+    """`robot.driver_args`, plus the seed, control rate and camera switch for drivers that take them (unless set there)."""
+    args = dict(robot.driver_args)
+    for name, value in (("seed", seed), ("control_hz", robot.control_hz), ("camera", robot.camera)):
+        if name not in args and _takes(robot.driver, name):
+            args[name] = value
+    return args
+
+
+def _takes(driver: str, argument: str) -> bool:
+    return argument in inspect.signature(driver_class(driver)).parameters

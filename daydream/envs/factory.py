@@ -87,32 +87,9 @@ def make_robot_env(task: str, robot: RobotConfig, seed: int = 0, driver: Any = N
     from daydream.envs.robot_tasks import make_task
 
     if driver is None:
+        from daydream.drivers.registry import make_safe_driver
+
         driver = make_safe_driver(robot, seed)
     return RobotEnv(driver, make_task(task), robot.control_hz, action_scale=robot.action_scale, pacing=robot.pacing,
                     stale_timeout_s=robot.stale_timeout_s, reset_on_fall=robot.reset_on_fall, camera=robot.camera,
                     safe_mode=robot.safety.safe_mode)
-
-
-def make_safe_driver(robot: RobotConfig, seed: int = 0) -> Any:
-    """The configured driver (not opened) behind the safety layer configured in `robot.safety`."""
-    from daydream.drivers import make_driver
-    from daydream.drivers.safety import SafetyLayer
-
-    return SafetyLayer(make_driver(robot.driver, driver_arguments(robot, seed)), robot.safety)
-
-
-def driver_arguments(robot: RobotConfig, seed: int = 0) -> dict[str, Any]:
-    """`robot.driver_args`, plus the seed, control rate and camera switch for drivers that take them (unless set there)."""
-    args = dict(robot.driver_args)
-    for name, value in (("seed", seed), ("control_hz", robot.control_hz), ("camera", robot.camera)):
-        if name not in args and _takes(robot.driver, name):
-            args[name] = value
-    return args
-
-
-def _takes(driver: str, argument: str) -> bool:
-    import inspect
-
-    from daydream.drivers import driver_class
-
-    return argument in inspect.signature(driver_class(driver)).parameters

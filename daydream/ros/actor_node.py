@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 
 def robot_spec(config: Config) -> DriverSpec:
     """The robot's declared spec, from its driver class (constructed, never opened: no device is touched)."""
-    from daydream.envs.factory import driver_arguments
+    from daydream.drivers.registry import driver_arguments
 
     driver = driver_class(config.robot.driver)(**driver_arguments(config.robot, config.seed))
     return driver.spec

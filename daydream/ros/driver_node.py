@@ -164,7 +164,7 @@ def build(config: Config, node: Node) -> DriverNode:
     """The robot_driver of `config` (its driver behind the safety layer) on `node`."""
     from pathlib import Path
 
-    from daydream.envs.factory import make_safe_driver
+    from daydream.drivers.registry import make_safe_driver
 
     driver = make_safe_driver(config.robot, seed=config.seed)
     core = DriverNodeCore(driver, config.ros.publish_hz, camera=config.robot.camera)

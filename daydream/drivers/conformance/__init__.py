@@ -19,8 +19,8 @@ or `run_checks(factory).ok` / `.format()` in any test.
 import daydream.drivers.conformance.checks  # noqa: F401  (importing the checks registers the battery)
 from daydream.drivers.conformance.driving import applied_target
 from daydream.drivers.conformance.runner import (CHECKS, CheckFailed, CheckOptions, CheckResult, DriverFactory, Report,
-                                                 conformance_tests, run_check, run_checks)
+                                                 check_driver, conformance_tests, run_check, run_checks)
 from daydream.drivers.conformance.validators import sample_problems, spec_problems
 
 __all__ = ["CHECKS", "CheckFailed", "CheckOptions", "CheckResult", "DriverFactory", "Report", "applied_target",
-           "conformance_tests", "run_check", "run_checks", "sample_problems", "spec_problems"]
+           "check_driver", "conformance_tests", "run_check", "run_checks", "sample_problems", "spec_problems"]

@@ -1,11 +1,13 @@
-"""Running the battery: options, results, the report that `daydream driver check` prints, and the pytest entry point."""
+"""Running the battery: options, results, the report that `daydream driver check` prints (`check_driver`),
+and the pytest entry point."""
 
 from __future__ import annotations
 
 import dataclasses
 import functools
+import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 
 from daydream.drivers.interface import SAFE_MODES, Driver
 
@@ -195,3 +197,53 @@ def conformance_tests(factory: DriverFactory, options: CheckOptions | None = Non
             pytest.fail(f"driver conformance check {check!r} failed: {result.detail}", pytrace=False)
 
     return test_driver_conformance
+
+
+def check_driver(target: str, config: str | None = None, overrides: Sequence[str] = (), args: Sequence[str] = (),
+                 checks: Iterable[str] | None = None, verbose: bool = False) -> Report:
+    """`daydream driver check`: the battery against driver `target` (a registry name or `module:Class`).
+
+    With `config`, the driver gets that config's driver_args, seed, control rate and camera, and the
+    watchdog check its safe mode and sample age; `args` (`key=value`, YAML values) add or replace
+    driver arguments. Raises ValueError for bad input, before any check runs.
+    """
+    import yaml
+
+    from daydream.config import load_config
+    from daydream.drivers.interface import DriverError
+    from daydream.drivers.registry import driver_arguments, driver_class, make_driver
+
+    if overrides and not config:
+        raise ValueError("--set overrides keys of a config: it needs --config")
+    try:
+        cls = driver_class(target)
+    except ValueError as exc:
+        hint = (" (is the folder holding that package on PYTHONPATH? e.g. `export PYTHONPATH=$PWD` there)"
+                if "cannot import" in str(exc) else "")
+        raise ValueError(f"{exc}{hint}") from exc
+    driver_args: dict = {}
+    options = CheckOptions()
+    if config:
+        loaded = load_config(config, overrides)
+        # the config's driver_args, seed, control rate and camera, for the driver under test
+        driver_args = driver_arguments(dataclasses.replace(loaded.robot, driver=target), loaded.seed)
+        # the safe mode the robot's watchdog will use, and the sample age its env will accept
+        options = CheckOptions(safe_mode=loaded.robot.safety.safe_mode, max_age_s=loaded.robot.stale_timeout_s)
+    for item in args:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"--arg {item!r} must look like key=value (the value is YAML, e.g. start=standing)")
+        driver_args[key.strip()] = yaml.safe_load(raw)
+    try:
+        make_driver(target, driver_args)  # fail here, once, if the arguments are wrong
+    except DriverError as exc:
+        raise ValueError(f"cannot construct driver {target} with {driver_args}: {exc}") from exc
+    label = f"{target} ({cls.__module__}:{cls.__qualname__}), args {driver_args}"
+    safety_log = logging.getLogger("daydream.drivers.safety")
+    level = safety_log.level
+    if not verbose:  # the watchdog check trips the safety layer on purpose; its warnings are noise here
+        safety_log.setLevel(logging.ERROR)
+    try:
+        return run_checks(functools.partial(make_driver, target, driver_args), options, checks=checks, target=label)
+    finally:
+        safety_log.setLevel(level)
