@@ -24,6 +24,8 @@ import yaml
 from daydream.drivers.safety import SafetyConfig
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+# Size presets renamed when they took the official DreamerV3 shapes (issue 12).
+RENAMED_SIZES = {"12m": "size12m", "25m": "size25m", "50m": "size50m"}
 
 
 class ConfigError(ValueError):
@@ -85,6 +87,9 @@ class ModelConfig:
     loss_scales: dict[str, float]
     lr: float
     eps: float
+    init_fan: Literal["avg", "in"]
+    opt: Literal["adam", "laprop"]
+    warmup: int
     clip: float
     clip_mode: Literal["norm", "agc"]
     agc: float
@@ -95,9 +100,11 @@ class BehaviorConfig:
     horizon: int
     discount: float
     lambda_: float
+    opt: Literal["adam", "laprop"]
     actor_lr: float
     critic_lr: float
     eps: float
+    warmup: int
     actor_clip: float
     critic_clip: float
     clip_mode: Literal["norm", "agc"]
@@ -111,6 +118,7 @@ class BehaviorConfig:
     actor_outscale: float
     slow_critic_fraction: float
     slow_critic_reg: float
+    repval_scale: float
     retnorm_decay: float
     retnorm_low: float
     retnorm_high: float
@@ -222,6 +230,7 @@ class Config:
     compile: bool
     threads: int
     size: str
+    recipe: str
     env: EnvConfig
     replay: ReplayConfig
     model: ModelConfig
@@ -297,11 +306,20 @@ def load_config(
         key, raw = item.split("=", 1)
         _set_dotted(override_data, key.strip(), yaml.safe_load(raw))
 
+    recipes = defaults.pop("recipes", {})
+    recipe = override_data.get("recipe", task_data.get("recipe", defaults.get("recipe")))
+    if recipe not in recipes:
+        raise ConfigError(f"recipe '{recipe}' is not a preset; choose one of: {', '.join(recipes)}")
     size = override_data.get("size", task_data.get("size", defaults.get("size")))
+    if size in RENAMED_SIZES:
+        raise ConfigError(
+            f"size '{size}' is gone: the presets now have DreamerV3's official shapes; use {RENAMED_SIZES[size]} "
+            f"(choose one of: {', '.join(sizes)})")
     if size not in sizes:
         raise ConfigError(f"size '{size}' is not a preset; choose one of: {', '.join(sizes)}")
     merged = defaults
-    for layer, origin in ((sizes[size], f"sizes.{size}"), (task_data, "task config"), (override_data, "--set")):
+    for layer, origin in ((recipes[recipe], f"recipes.{recipe}"), (sizes[size], f"sizes.{size}"),
+                          (task_data, "task config"), (override_data, "--set")):
         merged = _merge(merged, layer, origin)
     return _build(Config, merged, "")
 

@@ -136,3 +136,54 @@ def test_twohot_log_prob_equals_the_dense_two_hot_form():
     log_probs = torch.log_softmax(torch.randn(x.numel(), 255), -1)
     dense = (twohot_encode(x, bins) * log_probs).sum(-1)
     torch.testing.assert_close(twohot_log_prob(log_probs, x, bins), dense)
+
+
+def test_symlog_and_symexp_bins_are_antisymmetric_and_decode_uniform_to_zero():
+    from daydream.agent.math import symexp_bins, symlog_bins
+
+    for bins in (symlog_bins(255, 20.0), symexp_bins(255, 20.0), symlog_bins(6, 3.0)):
+        assert torch.equal(bins, -bins.flip(0))
+        assert twohot_decode(torch.full((3, len(bins)), 1.0 / len(bins)), bins).abs().max() == 0.0
+    assert symlog_bins(255, 20.0)[127] == 0.0 and symlog_bins(255, 20.0)[-1] == 20.0
+    assert symexp_bins(255, 20.0)[-1] == pytest.approx(math.expm1(20.0), rel=1e-6)
+    probs = torch.softmax(torch.randn(4, 255), -1)
+    bins = symlog_bins(255, 20.0)
+    torch.testing.assert_close(twohot_decode(probs, bins), probs @ bins)
+
+
+def test_replay_lambda_returns_hand_values():
+    from daydream.agent.math import replay_lambda_returns
+
+    # one sequence of 4 steps; rewards arrive with steps 1..3; step 2 is the last of its episode
+    reward = torch.tensor([[0.0, 1.0, 2.0, 3.0]])
+    boot = torch.tensor([[10.0, 20.0, 30.0, 40.0]])
+    terminal = torch.tensor([[False, False, False, False]])
+    last = torch.tensor([[False, False, True, False]])
+    g, lam = 0.5, 0.8
+    r3 = boot[0, 3]
+    r2 = 2.0 + g * boot[0, 2]  # last at step 2: no lambda-mixing into step 3
+    r1 = 1.0 + g * ((1 - lam) * boot[0, 1] + lam * r2)
+    out = replay_lambda_returns(reward, terminal, last, boot, g, lam)
+    torch.testing.assert_close(out, torch.tensor([[float(r1), float(r2), 3.0 + g * ((1 - lam) * 40.0 + lam * float(r3))]]))
+    terminal = torch.tensor([[False, True, False, False]])
+    out = replay_lambda_returns(reward, terminal, last, boot, g, lam)
+    assert out[0, 0] == pytest.approx(1.0)  # a terminal step has no value after it
+
+
+def test_laprop_matches_the_official_update_rule():
+    from daydream.agent.laprop import LaProp
+
+    torch.manual_seed(0)
+    param = torch.nn.Parameter(torch.randn(5))
+    opt = LaProp([param], lr=0.1, betas=(0.9, 0.999), eps=1e-20, warmup=2)
+    ref, nu, mu = param.detach().clone(), torch.zeros(5), torch.zeros(5)
+    for step in range(1, 5):
+        grad = torch.randn(5)
+        param.grad = grad.clone()
+        opt.step()
+        nu = 0.999 * nu + 0.001 * grad**2
+        update = grad / ((nu / (1 - 0.999**step)).sqrt() + 1e-20)
+        mu = 0.9 * mu + 0.1 * update
+        lr = 0.1 * min(1.0, (step - 1) / 2)  # linear warm-up from 0, evaluated before the count increments
+        ref = ref - lr * mu / (1 - 0.9**step)
+        torch.testing.assert_close(param.detach(), ref)

@@ -77,17 +77,20 @@ class Agent:
 
         wm = WorldModel(mc, self.keys, self.action_dim)
         behavior = Behavior(config.behavior, mc, wm.rssm.feat_dim, self.action_dim, self.discrete)
-        init_weights(wm)
-        init_weights(behavior.actor.mlp)
-        init_weights(behavior.critic.mlp)
+        # every layer at once, after construction: layers marked with an output scale keep it
+        # (zero reward and critic outputs, the actor's output scale)
+        for module in (wm, behavior.actor, behavior.critic):
+            init_weights(module, mc.init_fan)
         behavior.slow_critic.load_state_dict(behavior.critic.state_dict())
         self.nets = nn.ModuleDict({"wm": wm, "behavior": behavior}).to(self.device)
         self.wm, self.behavior = wm, behavior
 
         bc = config.behavior
-        self.model_opt = ClippedAdam(wm.parameters(), mc.lr, mc.eps, mc.clip, mc.clip_mode, mc.agc)
-        self.actor_opt = ClippedAdam(behavior.actor.parameters(), bc.actor_lr, bc.eps, bc.actor_clip, bc.clip_mode, bc.agc)
-        self.critic_opt = ClippedAdam(behavior.critic.parameters(), bc.critic_lr, bc.eps, bc.critic_clip, bc.clip_mode, bc.agc)
+        self.model_opt = ClippedAdam(wm.parameters(), mc.lr, mc.eps, mc.clip, mc.clip_mode, mc.agc, mc.opt, mc.warmup)
+        self.actor_opt = ClippedAdam(behavior.actor.parameters(), bc.actor_lr, bc.eps, bc.actor_clip, bc.clip_mode, bc.agc,
+                                     bc.opt, bc.warmup)
+        self.critic_opt = ClippedAdam(behavior.critic.parameters(), bc.critic_lr, bc.eps, bc.critic_clip, bc.clip_mode,
+                                      bc.agc, bc.opt, bc.warmup)
         self.updates = 0
         self._wm_loss = torch.compile(wm.loss) if config.compile else wm.loss
         # Actor and critic losses are compiled apart: out of one compiled graph they would
@@ -146,8 +149,12 @@ class Agent:
         with self._autocast():
             actor_loss, targets, behavior_metrics = self._actor_loss(self.wm, post, data["is_terminal"])
         metrics["actor_grad_norm"] = self.actor_opt.step(actor_loss)
+        replay = None
+        if self.config.behavior.repval_scale:
+            replay = {"feat": self.wm.rssm.feat(post).detach(), "reward": data["reward"],
+                      "is_terminal": data["is_terminal"], "is_last": data["is_last"]}
         with self._autocast():  # the critic's parameters and inputs are untouched by the actor's step
-            critic_loss, critic_metrics = self._critic_loss(targets)
+            critic_loss, critic_metrics = self._critic_loss(targets, replay)
         metrics["critic_grad_norm"] = self.critic_opt.step(critic_loss)
         behavior_metrics.update(critic_metrics)
         self.behavior.update_slow_critic()
@@ -218,6 +225,8 @@ class Agent:
         needed = [*self.keys.cnn, *self.keys.mlp, "is_first"]
         if batch_dims == 2:
             needed += ["action", "reward", "is_terminal"]
+            if self.config.behavior.repval_scale:
+                needed.append("is_last")
         out = {}
         for key in needed:
             if key not in arrays:
@@ -241,8 +250,9 @@ class Agent:
             # episode, so its first step is a start: the previous action is zeroed with it
             # (a new tensor: the caller's arrays are shared with as_tensor and stay as given).
             out["is_first"] = torch.cat([torch.ones_like(out["is_first"][:, :1]), out["is_first"][:, 1:]], 1)
-        if "is_terminal" in out:
-            out["is_terminal"] = out["is_terminal"].bool()
+        for flag in ("is_terminal", "is_last"):
+            if flag in out:
+                out[flag] = out[flag].bool()
         if "action" in out:
             out["action"] = out["action"].float()
         return out

@@ -16,7 +16,7 @@ import torch
 from torch import Tensor, nn
 
 from daydream.agent.heads import Actor, TwoHotHead
-from daydream.agent.math import ReturnNormalizer, lambda_returns
+from daydream.agent.math import ReturnNormalizer, lambda_returns, replay_lambda_returns
 from daydream.agent.rssm import State
 from daydream.agent.world_model import WorldModel
 from daydream.config import BehaviorConfig, ModelConfig
@@ -93,6 +93,8 @@ class Behavior(nn.Module):
         actor_loss = -(weight * (objective + cfg.entropy * entropy)).mean()
 
         targets = {"feat": feats[:-1].detach(), "returns": returns.detach(), "weight": weight}
+        if cfg.repval_scale:  # the replay-value loss bootstraps on the imagined return of every start
+            targets["start_return"] = returns[0].detach().reshape(post["deter"].shape[:2])
         metrics = {
             "actor_loss": actor_loss.detach(),
             "actor_entropy": entropy.mean().detach(),
@@ -105,17 +107,33 @@ class Behavior(nn.Module):
             metrics["action_std"] = params["std"].mean().detach()
         return actor_loss, targets, metrics
 
-    def critic_loss(self, targets: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
-        """The critic's two-hot loss toward the lambda-returns, regularised toward the slow critic."""
+    def critic_loss(self, targets: dict[str, Tensor], replay: dict[str, Tensor] | None = None) -> tuple[Tensor, dict[str, Tensor]]:
+        """The critic's two-hot loss toward the lambda-returns, regularised toward the slow critic.
+
+        With `behavior.repval_scale` and `replay` ({feat, reward, is_terminal, is_last} of the
+        [B, T] batch), the critic also fits lambda-returns along the replayed sequences,
+        bootstrapped on the imagined returns (the newest official replay-value loss).
+        """
         cfg = self.cfg
-        critic_feat = targets["feat"]
-        logits = self.critic.logits(critic_feat)
-        slow = self.slow_critic.mean(self.slow_critic.logits(critic_feat)).detach()
+        critic_loss = self._fit(targets["feat"], targets["returns"], targets["weight"])
+        metrics = {}
+        if cfg.repval_scale and replay is not None:
+            returns = replay_lambda_returns(replay["reward"].float(), replay["is_terminal"], replay["is_last"],
+                                            targets["start_return"], cfg.discount, cfg.lambda_)
+            weight = 1.0 - replay["is_last"][:, :-1].float()
+            repval = self._fit(replay["feat"][:, :-1].detach(), returns, weight)
+            metrics["repval_loss"] = repval.detach()
+            critic_loss = critic_loss + cfg.repval_scale * repval
+        metrics["critic_loss"] = critic_loss.detach()
+        return critic_loss, metrics
+
+    def _fit(self, feat: Tensor, returns: Tensor, weight: Tensor) -> Tensor:
+        logits = self.critic.logits(feat)
+        slow = self.slow_critic.mean(self.slow_critic.logits(feat)).detach()
         log_probs = torch.log_softmax(logits, -1)
-        critic_nll = -self.critic.log_prob_of(log_probs, targets["returns"])
-        critic_reg = -self.critic.log_prob_of(log_probs, slow)
-        critic_loss = (targets["weight"] * (critic_nll + cfg.slow_critic_reg * critic_reg)).mean()
-        return critic_loss, {"critic_loss": critic_loss.detach()}
+        nll = -self.critic.log_prob_of(log_probs, returns)
+        reg = -self.critic.log_prob_of(log_probs, slow)
+        return (weight * (nll + self.cfg.slow_critic_reg * reg)).mean()
 
     @torch.no_grad()
     def update_slow_critic(self) -> None:

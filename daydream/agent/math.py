@@ -102,6 +102,26 @@ def lambda_returns(reward: Tensor, cont: Tensor, value: Tensor, discount: float,
     return torch.stack(returns[::-1])
 
 
+def replay_lambda_returns(reward: Tensor, terminal: Tensor, last: Tensor, boot: Tensor, discount: float,
+                          lambda_: float) -> Tensor:
+    """lambda-returns along replayed [B, T] sequences (the newest official replay-value loss).
+
+    `reward[:, t]`, `terminal[:, t]` and `last[:, t]` are the replay's: the reward on arriving at
+    step t, whether t ends the episode (no value after it) and whether the sequence's episode
+    stops there (terminal or cut off: no lambda-mixing across it). `boot[:, t]` is the value
+    estimate of step t, here the imagined lambda-return from it. Returns R[:, 0..T-2] with
+        R[t] = r[t+1] + discount * (1 - term[t+1]) * ((1 - c) * boot[t+1] + c * R[t+1]),
+        c = lambda * (1 - last[t+1]),  R[T-1] = boot[T-1].
+    """
+    live = (1.0 - terminal[:, 1:].float()) * discount
+    cont = (1.0 - last[:, 1:].float()) * lambda_
+    interm = reward[:, 1:] + (1.0 - cont) * live * boot[:, 1:]
+    returns = [boot[:, -1]]
+    for t in reversed(range(live.shape[1])):
+        returns.append(interm[:, t] + live[:, t] * cont[:, t] * returns[-1])
+    return torch.stack(returns[::-1][:-1], 1)
+
+
 def kl_free_bits(kl: Tensor, free: float) -> Tensor:
     """Elementwise free bits: KL values below `free` nats cost a constant (no gradient)."""
     return torch.clamp(kl, min=free)

@@ -37,25 +37,34 @@ def make_norm(kind: str, dim: int) -> nn.Module:
     raise ValueError(f"unknown norm '{kind}'; use rms, layer or none")
 
 
-def init_weights(module: nn.Module) -> None:
-    """Truncated-normal fan-average init for every linear and conv layer (as DreamerV3).
+def init_weights(module: nn.Module, fan: str = "avg") -> None:
+    """Truncated-normal init of every linear, block-linear and conv layer (as DreamerV3).
 
-    A layer marked by `scaled_init` keeps its output scale: its weights are multiplied
-    by `outscale` (0 = zeros, as the official reward and critic output layers).
+    fan=avg scales by the average of fan-in and fan-out (June 2023), fan=in by fan-in
+    (newest official). A block-linear layer counts its whole input and output, as the
+    official one. A layer marked by `scaled_init` keeps its output scale: its weights
+    are multiplied by `outscale` (0 = zeros, as the official reward and critic outputs).
     """
+    if fan not in ("avg", "in"):
+        raise ValueError(f"unknown init fan '{fan}'; use avg or in")
     for m in module.modules():
         if isinstance(m, (nn.Linear, nn.Conv2d, nn.ConvTranspose2d)):
             fan_in = m.weight[0].numel() if isinstance(m, nn.Linear) else m.weight.shape[1] * m.weight[0, 0].numel()
             fan_out = m.weight.shape[0] * (m.weight[0, 0].numel() if m.weight.dim() > 2 else 1)
-            std = math.sqrt(2.0 / (fan_in + fan_out)) / 0.87962566
-            outscale = float(getattr(m, "outscale", 1.0))
-            if outscale == 0.0:
-                nn.init.zeros_(m.weight)
-            else:
-                nn.init.trunc_normal_(m.weight, std=std, a=-2 * std, b=2 * std)
-                m.weight.data.mul_(outscale)
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
+        elif isinstance(m, BlockLinear):
+            blocks, inp, out = m.weight.shape
+            fan_in, fan_out = blocks * inp, blocks * out
+        else:
+            continue
+        std = math.sqrt(2.0 / (fan_in + fan_out) if fan == "avg" else 1.0 / fan_in) / 0.87962566
+        outscale = float(getattr(m, "outscale", 1.0))
+        if outscale == 0.0:
+            nn.init.zeros_(m.weight)
+        else:
+            nn.init.trunc_normal_(m.weight, std=std, a=-2 * std, b=2 * std)
+            m.weight.data.mul_(outscale)
+        if m.bias is not None:
+            nn.init.zeros_(m.bias)
 
 
 def scaled_init(layer: nn.Linear, outscale: float) -> nn.Linear:

@@ -1,4 +1,5 @@
-"""Adam with gradient clipping by global norm or adaptive gradient clipping (AGC).
+"""Adam or LaProp with gradient clipping by global norm or adaptive gradient clipping (AGC),
+and an optional linear learning-rate warm-up.
 
 Clipping is done without host synchronisation: the scale factor stays a tensor on
 the device, so the update can be captured in CUDA graphs and never stalls the GPU.
@@ -11,6 +12,8 @@ from collections.abc import Iterable
 import torch
 from torch import Tensor, nn
 
+from daydream.agent.laprop import LaProp
+
 
 class ClippedAdam:
     """`mode` norm clips the global gradient norm to `clip`; agc clips each parameter's
@@ -18,13 +21,22 @@ class ClippedAdam:
     `clip_by_agc` (ratio 0.3)."""
 
     def __init__(self, params: Iterable[nn.Parameter], lr: float, eps: float, clip: float, mode: str,
-                 agc: float = 0.3) -> None:
+                 agc: float = 0.3, kind: str = "adam", warmup: int = 0) -> None:
         self.params = [p for p in params if p.requires_grad]
         if mode not in ("norm", "agc"):
             raise ValueError(f"unknown clip mode '{mode}'; use norm or agc")
         self.clip, self.mode, self.agc = clip, mode, agc
-        fused = bool(self.params) and self.params[0].is_cuda
-        self.opt = torch.optim.Adam(self.params, lr=lr, eps=eps, fused=fused, foreach=None if fused else True)
+        self.opt: torch.optim.Optimizer
+        if kind == "laprop":
+            self.opt = LaProp(self.params, lr=lr, eps=eps, warmup=warmup)
+            self.warmup = 0  # LaProp ramps its own rate, as the official schedule
+        elif kind == "adam":
+            fused = bool(self.params) and self.params[0].is_cuda
+            self.opt = torch.optim.Adam(self.params, lr=lr, eps=eps, fused=fused, foreach=None if fused else True)
+            self.warmup = warmup
+        else:
+            raise ValueError(f"unknown optimiser '{kind}'; use adam or laprop")
+        self.lr, self.steps = lr, 0
 
     def step(self, loss: Tensor) -> Tensor:
         """Backprop `loss` into these parameters only, clip, step; returns the pre-clip grad norm."""
@@ -36,6 +48,10 @@ class ClippedAdam:
         norm = self.clip_(grads)
         for p, g in zip(self.params, grads):
             p.grad = g
+        if self.warmup:  # a Python-side schedule: no device sync
+            for group in self.opt.param_groups:
+                group["lr"] = self.lr * min(1.0, self.steps / self.warmup)
+        self.steps += 1
         self.opt.step()
         for p in self.params:
             p.grad = None
@@ -56,7 +72,9 @@ class ClippedAdam:
         return norm
 
     def state_dict(self) -> dict:
-        return self.opt.state_dict()
+        return {**self.opt.state_dict(), "daydream_steps": self.steps}
 
     def load_state_dict(self, state: dict) -> None:
+        state = dict(state)
+        self.steps = int(state.pop("daydream_steps", 0))
         self.opt.load_state_dict(state)
