@@ -10,9 +10,10 @@ learner alone; replay sampling runs in a prefetch thread during training.
 
 `--against TREE` times another checkout of this repository (e.g. a `git worktree` of the
 commit before a change) side by side: each round runs this script once in a fresh
-process per tree, alternating, each tree with its own code and its own copy of this
-script, so drift of a shared machine hits both alike; it prints each round and the
-ratio of the medians (`speedup` = the other tree's update time / this tree's).
+process per tree (PYTHONPATH = that tree, so each imports its own `daydream`),
+alternating, so drift of a shared machine hits both alike; it prints each round and the
+ratios of the medians (`speedup` = the other tree's update time / this tree's; also in
+process CPU time, which a busy machine distorts far less than wall time).
 """
 
 from __future__ import annotations
@@ -68,15 +69,19 @@ def make_agent(size: str, args: argparse.Namespace) -> tuple[Agent, dict[str, np
 def bench(size: str, args: argparse.Namespace) -> dict:
     agent, batch, obs_space = make_agent(size, args)
     config = agent.config
+    first = None
     for _ in range(args.warmup):
-        agent.train(batch)
-    sync(agent.device)
-    times = []
-    for _ in range(args.updates):
         start = time.perf_counter()
+        agent.train(batch)
+        sync(agent.device)
+        first = time.perf_counter() - start if first is None else first
+    times, cpu_times = [], []
+    for _ in range(args.updates):
+        start, cpu_start = time.perf_counter(), time.process_time()
         metrics = agent.train(batch)
         sync(agent.device)
         times.append(time.perf_counter() - start)
+        cpu_times.append(time.process_time() - cpu_start)
     assert all(np.isfinite(float(v)) for v in metrics.values())
 
     obs = {k: v[:1, 0] for k, v in batch.items() if k in obs_space.spaces}
@@ -100,9 +105,15 @@ def bench(size: str, args: argparse.Namespace) -> dict:
         "params_m": round(sum(p.numel() for p in agent.nets.parameters() if p.requires_grad) / 1e6, 2),
         "batch": [args.batch, args.length],
         "update_ms": round(update_s * 1000, 1),
+        # CPU time of this process per update: on a shared machine far steadier than wall time
+        # (it leaves out the time other processes hold the cores), comparable at one thread
+        "update_cpu_ms": round(statistics.median(cpu_times) * 1000, 1),
+        "first_update_s": round(first, 2) if first is not None else None,  # with compile: compile + run
         "updates_per_s": round(1 / update_s, 3),
         "env_steps_per_s_at_ratio": round(steps_per_update / update_s, 2),
         "train_ratio": config.train.train_ratio,
+        # the most replayed steps per env step the learner keeps up with for one robot acting at 20 Hz
+        "max_train_ratio_at_20hz": round(args.batch * args.length / update_s / 20.0, 1),
         "policy_ms_p50": round(1000 * float(np.percentile(latencies, 50)), 3),
         "policy_ms_p99": round(1000 * float(np.percentile(latencies, 99)), 3),
         "threads": torch.get_num_threads(),
@@ -110,15 +121,17 @@ def bench(size: str, args: argparse.Namespace) -> dict:
     }
 
 
-def side_by_side(args: argparse.Namespace, passthrough: list[str]) -> None:
-    """Alternate fresh processes of this tree and `args.against` for `args.rounds` rounds; print the ratio."""
+def side_by_side(args: argparse.Namespace, passthrough: list[str], new_only: list[str]) -> None:
+    """Alternate fresh processes of this tree and `args.against` for `args.rounds` rounds; print the ratio.
+    `new_only` (--compile) goes to this tree only: the old tree runs eager."""
     trees = {"new": Path(__file__).resolve().parents[1], "old": Path(args.against).resolve()}
     runs: dict[str, list[dict]] = {"new": [], "old": []}
     for r in range(args.rounds):
         for name in (("new", "old") if r % 2 == 0 else ("old", "new")):
             tree = trees[name]
             env = {**os.environ, "PYTHONPATH": str(tree), "OMP_NUM_THREADS": str(args.threads or torch.get_num_threads())}
-            out = subprocess.run([sys.executable, str(tree / "benchmarks" / "bench_learner.py"), *passthrough], cwd=tree,
+            argv = [sys.executable, str(Path(__file__).resolve()), *passthrough]  # this script, that tree's package
+            out = subprocess.run(argv + (new_only if name == "new" else []), cwd=tree,
                                  env=env, capture_output=True, text=True)
             if out.returncode:
                 raise SystemExit(f"bench_learner.py in {tree} failed:\n{out.stderr[-3000:]}")
@@ -129,10 +142,15 @@ def side_by_side(args: argparse.Namespace, passthrough: list[str]) -> None:
                     print(json.dumps(rec), flush=True)
     for size in dict.fromkeys(rec["size"] for rec in runs["new"]):
         med = {n: statistics.median(rec["update_ms"] for rec in runs[n] if rec["size"] == size) for n in runs}
+        cpu = {n: statistics.median(rec.get("update_cpu_ms", float("nan")) for rec in runs[n] if rec["size"] == size)
+               for n in runs}
         print(json.dumps({"bench": "learner_side_by_side", "size": size, "obs": args.obs, "batch": [args.batch, args.length],
                           "new_tree": str(trees["new"]), "old_tree": str(trees["old"]), "rounds": args.rounds,
-                          "update_ms_new": round(med["new"], 1), "update_ms_old": round(med["old"], 1),
-                          "speedup": round(med["old"] / med["new"], 2)}), flush=True)
+                          "compile_new": args.compile, "update_ms_new": round(med["new"], 1),
+                          "update_ms_old": round(med["old"], 1),
+                          "speedup": round(med["old"] / med["new"], 2), "update_cpu_ms_new": round(cpu["new"], 1),
+                          "update_cpu_ms_old": round(cpu["old"], 1),
+                          "speedup_cpu_time": round(cpu["old"] / cpu["new"], 2)}), flush=True)
 
 
 def main() -> None:
@@ -155,7 +173,7 @@ def main() -> None:
         side_by_side(args, ["--sizes", *args.sizes, "--obs", args.obs, "--batch", str(args.batch), "--length",
                             str(args.length), "--updates", str(args.updates), "--warmup", str(args.warmup),
                             "--policy-steps", str(args.policy_steps), "--device", args.device, "--precision",
-                            args.precision, *(["--compile"] if args.compile else [])])
+                            args.precision], ["--compile"] if args.compile else [])
         return
     if args.threads:
         torch.set_num_threads(args.threads)
