@@ -147,6 +147,7 @@ def main() -> None:
         for mlp in args.anchor_mlp:
             runs["anchor" if mlp == "defaults" else "anchor-mlp-ours"] = anchor(args, mlp)
     times: dict[str, list[float]] = {name: [] for name in runs}
+    cpu: dict[str, list[float]] = {name: [] for name in runs}  # process CPU time: steadier on a shared machine
     first: dict[str, float] = {}
     for name, (update, _) in runs.items():
         for i in range(args.warmup):
@@ -157,17 +158,19 @@ def main() -> None:
                 first[name] = time.perf_counter() - start
     for _ in range(args.rounds):
         for name, (update, _) in runs.items():
-            start = time.perf_counter()
+            start, cpu_start = time.perf_counter(), time.process_time()
             update()
             sync(args.device)
             times[name].append(time.perf_counter() - start)
-    base = statistics.median(times["daydream"])
+            cpu[name].append(time.process_time() - cpu_start)
+    base, base_cpu = statistics.median(times["daydream"]), statistics.median(cpu["daydream"])
     for name, (_, info) in runs.items():
-        median = statistics.median(times[name])
+        median, median_cpu = statistics.median(times[name]), statistics.median(cpu[name])
         print(json.dumps({"bench": "vs_anchor", "impl": name, "device": args.device, "threads": args.threads,
                           "batch": [args.batch, args.length], "update_s": round(median, 3),
                           "updates_s": [round(t, 3) for t in times[name]], "first_update_s": round(first.get(name, 0), 2),
-                          "ratio_to_daydream": round(median / base, 2), **info}), flush=True)
+                          "ratio_to_daydream": round(median / base, 2), "update_cpu_s": round(median_cpu, 3),
+                          "cpu_ratio_to_daydream": round(median_cpu / base_cpu, 2), **info}), flush=True)
 
 
 if __name__ == "__main__":
