@@ -150,3 +150,17 @@ def test_cli_errors_for_bad_async_input(tmp_path):
     assert out.returncode == 2 and "daydream keys" in out.stderr
     out = daydream("run", "--config", "pendulum_tiny", "--logdir", str(tmp_path), "--actors", "0")
     assert out.returncode == 2 and "--actors must be at least 1" in out.stderr
+
+
+def test_a_child_that_fails_is_restarted_and_one_that_finishes_is_not(tmp_path):
+    from daydream.runtime.launcher import MAX_RESTARTS, Child
+
+    failing = Child("failing", [sys.executable, "-c", "raise SystemExit(3)"], tmp_path / "failing.log")
+    finished = Child("finished", [sys.executable, "-c", "pass"], tmp_path / "finished.log")
+    for child in (failing, finished):
+        child.start()
+        child.process.wait(60)
+    assert failing.restart_if_exited() and failing.restarts == 1
+    assert not finished.restart_if_exited() and finished.restarts > MAX_RESTARTS
+    failing.process.wait(60)
+    assert not failing.restart_if_exited(allowed=False)

@@ -5,8 +5,9 @@ echo` on the same network and domain sees them); the learner, when the plan has 
 over ZMQ as always. Each process logs to `<logdir>/ros/<name>.log`, and
 `<logdir>/ros/pids.json` names their process ids (for monitoring and fault drills).
 
-A process that exits is restarted (a robot_driver that crashed should come back, and
-the actor recovers once its sensors are fresh), up to `launcher.MAX_RESTARTS` times. Ctrl-C
+A process that fails is restarted (a robot_driver that crashed should come back, and
+the actor recovers once its sensors are fresh), up to `launcher.MAX_RESTARTS` times; one
+that exits 0 finished on purpose (the learner's run is over) and is not. Ctrl-C
 stops the actor first (it spools and drains its experience), then the driver (its
 actuators go to their safe mode on close), then the learner (it checkpoints).
 """

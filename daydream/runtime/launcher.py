@@ -52,10 +52,17 @@ class Child:
             self.process.send_signal(sig)
 
     def restart_if_exited(self, allowed: bool = True) -> bool:
-        """If the process has exited: restart it (up to MAX_RESTARTS times, and only if `allowed`),
-        logging the tail of its log either way. Returns whether it was restarted."""
+        """If the process has failed (exited non-zero): restart it (up to MAX_RESTARTS times, and only if
+        `allowed`), logging the tail of its log either way. Returns whether it was restarted.
+
+        A process that exits 0 finished on purpose (an actor or learner whose run reached train.steps,
+        a node that was asked to stop) and is never restarted."""
         code = self.process.poll() if self.process is not None else None
         if code is None or self.restarts > MAX_RESTARTS:
+            return False
+        if code == 0:
+            log.info("%s finished (exit 0); not restarting it", self.name)
+            self.restarts = MAX_RESTARTS + 1  # said once
             return False
         tail = log_tail(self.log_path)
         if not allowed or self.restarts == MAX_RESTARTS:
@@ -119,8 +126,7 @@ class LocalRun:
                 time.sleep(0.5)
                 code = self.learner.process.poll()
                 for actor in self.actors:
-                    if actor.process.poll() != 0:  # 0: it stopped because the learner finished the run
-                        actor.restart_if_exited()
+                    actor.restart_if_exited()
         except KeyboardInterrupt:
             self.interrupted = True
             log.warning("stopping: actors first (they spool and drain), then the learner (it checkpoints)")
