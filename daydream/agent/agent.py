@@ -92,11 +92,11 @@ class Agent:
         self.critic_opt = ClippedAdam(behavior.critic.parameters(), bc.critic_lr, bc.eps, bc.critic_clip, bc.clip_mode,
                                       bc.agc, bc.opt, bc.warmup)
         self.updates = 0
-        self._wm_loss = torch.compile(wm.loss) if config.compile else wm.loss
-        # Actor and critic losses are compiled apart: out of one compiled graph they would
-        # share one backward node, which the actor's backward frees before the critic's.
-        self._actor_loss = torch.compile(behavior.actor_loss) if config.compile else behavior.actor_loss
-        self._critic_loss = torch.compile(behavior.critic_loss) if config.compile else behavior.critic_loss
+        # compile: the RSSM's step functions, which the filter and imagination loops call at every
+        # step (compiling the losses whole unrolled the loops and took minutes); the rest stays eager
+        if config.compile:
+            wm.rssm.compile_steps()
+        self._wm_loss, self._actor_loss, self._critic_loss = wm.loss, behavior.actor_loss, behavior.critic_loss
 
     # -- acting ----------------------------------------------------------------------
 
@@ -231,7 +231,8 @@ class Agent:
         for key in needed:
             if key not in arrays:
                 raise KeyError(f"observation batch lacks key '{key}'; it has {sorted(arrays)}")
-            value = np.asarray(arrays[key])
+            value = arrays[key]  # numpy, or a tensor already on the device (replay.prefetch.to_device)
+            value = value if isinstance(value, Tensor) else np.asarray(value)
             expected = self._expected_shape(key)
             if expected is not None and tuple(value.shape[batch_dims:]) != expected:
                 raise ValueError(
@@ -239,7 +240,7 @@ class Agent:
                     f"{expected} (with {batch_dims} leading batch dims)"
                 )
             tensor = torch.as_tensor(value)
-            if self.device.type == "cuda":
+            if self.device.type == "cuda" and tensor.device.type == "cpu":
                 tensor = tensor.pin_memory().to(self.device, non_blocking=True)
             if tensor.dtype == torch.float64:
                 tensor = tensor.float()

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from daydream.agent.math import symexp, symexp_bins, symlog, symlog_bins, twohot_decode, twohot_log_prob
-from daydream.agent.nets import MLP, onehot_sample_st, scaled_init, unimix_probs, zero_init
+from daydream.agent.nets import MLP, gumbel_noise, onehot_sample_st, scaled_init, unimix_probs, zero_init
 
 
 class TwoHotHead(nn.Module):
@@ -94,6 +94,12 @@ class Actor(nn.Module):
     def sample(self, params: dict[str, Tensor], noise: Tensor | None = None) -> Tensor:
         """A differentiable sample (reparameterised or straight-through), clipped to [-1, 1]."""
         return self.clip(self.sample_raw(params, noise))
+
+    def sample_noise(self, batch: tuple[int, ...], device: torch.device | str) -> Tensor:
+        """The noise one action sample consumes (Gumbel for discrete, normal for continuous actions)."""
+        if self.discrete:
+            return gumbel_noise((*batch, self.action_dim), device)
+        return torch.randn((*batch, self.action_dim), device=device)
 
     def sample_raw(self, params: dict[str, Tensor], noise: Tensor | None = None) -> Tensor:
         """The sample before clipping (continuous; REINFORCE takes its log-probability here)."""

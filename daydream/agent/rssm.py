@@ -53,6 +53,18 @@ class RSSM(nn.Module):
         self.zero_initial = cfg.initial == "zeros"
         self.initial_deter = nn.Parameter(torch.zeros(cfg.deter), requires_grad=not self.zero_initial)
 
+    def compile_steps(self, **options: object) -> None:
+        """torch.compile the recurrent step functions the learner's loops call (`filter_step`,
+        `img_step`), each once for its shapes and reused at every step.
+
+        The loops stay Python: compiling them whole unrolls every step into one graph, which
+        did not finish compiling in minutes (issue 13); the step functions compile in seconds
+        and cut each step's dozens of kernels and autograd nodes to a few fused ones. Noise
+        is drawn outside (one draw per sequence), so compiled and eager steps sample alike.
+        """
+        self.filter_step = torch.compile(self.filter_step, dynamic=False, **options)  # type: ignore[method-assign]
+        self.img_step = torch.compile(self.img_step, dynamic=False, **options)  # type: ignore[method-assign]
+
     # -- distributions -------------------------------------------------------------
 
     def _stats(self, raw: Tensor) -> State:
@@ -146,22 +158,83 @@ class RSSM(nn.Module):
         stats = self._stats(self.post_net(torch.cat([deter, embed], -1)))
         return {"deter": deter, "stoch": self._sample(stats, noise), **stats}
 
-    def observe(self, embed: Tensor, action: Tensor, is_first: Tensor, state: State | None = None) -> tuple[State, State]:
+    def observe(self, embed: Tensor, action: Tensor, is_first: Tensor, state: State | None = None,
+                noise: Tensor | None = None) -> tuple[State, State]:
         """Filter a [B, T] sequence; returns the posterior states and the prior's statistics, stacked on dim 1.
 
-        The prior only enters the KL terms, which need its statistics and not a sample, so it
-        is computed once for all steps after the loop instead of inside it (one large matmul
-        instead of T small ones: the loop is launch-bound on CPUs and small GPUs alike).
+        The same maths as `obs_step` in a loop, with every part that does not depend on the
+        carried state taken out of the loop and done once on whole [B, T] tensors (the loop
+        is launch-bound on CPUs and GPUs alike): the reset masks, the masked actions and
+        their input layer, the embedding's share of the posterior's first layer, and the
+        sampling noise. The prior only enters the KL terms, which need its statistics and
+        not a sample, so it is computed once for all steps after the loop. `noise` [B, T, ...]
+        fixes the latent samples' noise (`sample_noise`); by default it is drawn here.
         """
-        init = self.initial(embed.shape[0], embed.device)
+        batch, length = embed.shape[:2]
+        init = self.initial(batch, embed.device)
         state = init if state is None else state
-        posts = []
-        for t in range(embed.shape[1]):
-            state = self.obs_step(state, action[:, t], embed[:, t], is_first[:, t], init=init)
-            posts.append(state)
-        post = {k: torch.stack([s[k] for s in posts], 1) for k in posts[0]}
-        prior = {"deter": post["deter"], **self._stats(self.prior_net(post["deter"]))}
+        keep = (~is_first).to(action.dtype).unsqueeze(-1)  # [B, T, 1]
+        act_in = self._action_input(action * keep)  # [B, T, ...]: the GRU input's action part
+        first = self.post_net[0]
+        emb_in = F.linear(embed, first.weight[:, self.cfg.deter:], first.bias)  # the posterior layer's embed part
+        noise = self.sample_noise((batch, length), embed.device) if noise is None else noise
+        deter, stoch, raw = self.filter_loop(
+            state["deter"], state["stoch"], init["deter"], init["stoch"], keep.transpose(0, 1),
+            act_in.transpose(0, 1), emb_in.transpose(0, 1), noise.transpose(0, 1))
+        post = {"deter": deter, "stoch": stoch, **self._stats(raw)}
+        prior = {"deter": deter, **self._stats(self.prior_net(deter))}
         return post, prior
+
+    def filter_loop(self, deter: Tensor, stoch: Tensor, init_deter: Tensor, init_stoch: Tensor, keep: Tensor,
+                    act_in: Tensor, emb_in: Tensor, noise: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """The filter's recurrence over time-major inputs [T, B, ...]; returns (deter, stoch, raw
+        posterior statistics), batch-major [B, T, ...]. Tensors in, tensors out: `torch.compile`
+        takes it whole (`Agent` does so with `compile: true`)."""
+        deters, stochs, raws = [], [], []
+        # unbind, not [t]: indexing a tensor that needs a gradient costs a full-size zero-filled
+        # gradient per step in the backward pass (quadratic in T); unbind's backward is one stack
+        for k, a, e, n in zip(keep.unbind(0), act_in.unbind(0), emb_in.unbind(0), noise.unbind(0)):
+            deter, stoch, raw = self.filter_step(deter, stoch, init_deter, init_stoch, k, a, e, n)
+            deters.append(deter)
+            stochs.append(stoch)
+            raws.append(raw)
+        return torch.stack(deters, 1), torch.stack(stochs, 1), torch.stack(raws, 1)
+
+    def filter_step(self, deter: Tensor, stoch: Tensor, init_deter: Tensor, init_stoch: Tensor, keep: Tensor,
+                    act_in: Tensor, emb_in: Tensor, noise: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """One step of `filter_loop` (tensors in, tensors out; compiled alone where the whole loop is too slow to compile)."""
+        deter, stoch = _restart(init_deter, deter, keep), _restart(init_stoch, stoch, keep)
+        deter = self.gru(self._gru_input(deter, stoch, act_in), deter)
+        first = self.post_net[0]
+        raw = _after_first(self.post_net, F.linear(deter, first.weight[:, : self.cfg.deter]) + emb_in)
+        return deter, self._sample(self._stats(raw), noise), raw
+
+    def _action_input(self, action: Tensor) -> Tensor:
+        """The part of the GRU input that depends on the action alone (precomputable for a whole sequence)."""
+        if self.split_input:
+            return self.action_in(action)  # type: ignore[misc]
+        first = self.img_in[0]  # type: ignore[index]
+        return F.linear(action, first.weight[:, self.stoch_dim:], first.bias)
+
+    def _gru_input(self, deter: Tensor, stoch: Tensor, act_in: Tensor) -> Tensor:
+        """The GRU input from the state and the action's precomputed part (`_action_input`)."""
+        stoch = stoch.reshape(*stoch.shape[: deter.dim() - 1], -1)
+        if self.split_input:
+            parts = [self.deter_in(deter), self.stoch_in(stoch), act_in]  # type: ignore[misc]
+        else:
+            first = self.img_in[0]  # type: ignore[index]
+            parts = [_after_first(self.img_in, F.linear(stoch, first.weight[:, : self.stoch_dim]) + act_in)]  # type: ignore[arg-type]
+            if self.deter_in is not None:
+                parts.append(self.deter_in(deter))
+        return parts[0] if len(parts) == 1 else torch.cat(parts, -1)
+
+
+def _after_first(seq: nn.Sequential, x: Tensor) -> Tensor:
+    """`seq[1:](x)` without building a new Sequential at every step."""
+    for i, module in enumerate(seq):
+        if i:
+            x = module(x)
+    return x
 
 
 def _restart(init: Tensor, value: Tensor, keep: Tensor) -> Tensor:

@@ -1,0 +1,82 @@
+"""The learner's fast paths compute what the reference step functions compute.
+
+`RSSM.observe` filters a whole [B, T] sequence with the sequence-wide parts taken out of
+the loop (reset masks, action input layer, the embedding's share of the posterior layer,
+all noise in one draw); it must equal `obs_step` called step by step with the same noise,
+for every RSSM variant. The dense GRU's one-matmul path must equal the block path.
+"""
+
+import pytest
+import torch
+
+from daydream.agent import Agent
+from daydream.agent.nets import BlockGRU
+from helpers import synthetic_batch, tiny_config, vector_spaces
+
+
+@pytest.mark.parametrize("overrides", [
+    [],
+    ["model.latent=gaussian"],
+    ["model.blocks=4"],
+    ["model.norm=none"],
+    ["model.blocks=4", "model.dyn_input=split", "model.dyn_layers=1", "model.gate_norm=false",
+     "model.prior_layers=2", "model.initial=zeros"],
+])
+def test_observe_equals_obs_step_loop(overrides):
+    torch.manual_seed(0)
+    obs_space, act_space = vector_spaces(action_dim=2)
+    agent = Agent(tiny_config(*overrides), obs_space, act_space)
+    b, t = 3, 10
+    batch = synthetic_batch(obs_space, 2, b=b, t=t)
+    batch["is_first"][1, 4] = True  # a reset mid-sequence
+    data = agent._to_tensors(batch, batch_dims=2)
+    rssm = agent.wm.rssm
+    embed = agent.wm.encoder(data)
+    noise = rssm.sample_noise((b, t), "cpu")
+    post, prior = rssm.observe(embed, data["action"], data["is_first"], noise=noise)
+    init = rssm.initial(b)
+    state, steps = init, []
+    for i in range(t):
+        state = rssm.obs_step(state, data["action"][:, i], embed[:, i], data["is_first"][:, i], noise=noise[:, i], init=init)
+        steps.append(state)
+    for key in steps[0]:
+        ref = torch.stack([s[key] for s in steps], 1)
+        torch.testing.assert_close(post[key], ref, rtol=1e-5, atol=1e-5, msg=key)
+    prior_ref = rssm._stats(rssm.prior_net(post["deter"]))
+    for key, value in prior_ref.items():
+        torch.testing.assert_close(prior[key], value, msg=key)
+
+
+def test_dense_gru_path_equals_block_path():
+    torch.manual_seed(0)
+    gru = BlockGRU(8, 12, 1, "rms")
+    x, h = torch.randn(5, 8), torch.randn(5, 12)
+    fused = gru(x, h)
+    parts = gru.norm(gru.gates(torch.cat([x, h], -1).unsqueeze(-2)))  # the block-linear layer, one block
+    reset, cand, update = parts.squeeze(-2).chunk(3, -1)
+    cand = torch.tanh(torch.sigmoid(reset) * cand)
+    update = torch.sigmoid(update - 1.0)
+    torch.testing.assert_close(fused, update * cand + (1 - update) * h)
+
+
+def test_prefetched_device_batches_train_like_numpy_batches():
+    import numpy as np
+
+    from daydream.replay.prefetch import Prefetcher, to_device
+
+    obs_space, act_space = vector_spaces(action_dim=2)
+    batch = synthetic_batch(obs_space, 2, b=2, t=6)
+    ahead = Prefetcher(lambda: batch, 2, transform=to_device("cpu"))
+    try:
+        tensors = next(ahead)
+    finally:
+        ahead.stop()
+    assert set(tensors) == set(batch)
+    for key, value in batch.items():
+        assert isinstance(tensors[key], torch.Tensor) and np.array_equal(tensors[key].numpy(), value)
+    metrics = []
+    for data in (batch, tensors):
+        torch.manual_seed(0)
+        agent = Agent(tiny_config(), obs_space, act_space)
+        metrics.append({k: float(v) for k, v in agent.train(data).items()})
+    assert metrics[0] == metrics[1]
