@@ -20,7 +20,7 @@ else
 STEPS ?= 8000
 endif
 # Model size: the config's own on a CUDA machine, tiny on CPU-only machines (the larger
-# updates take seconds on a laptop CPU). Set SIZE=tiny|daydreamer|12m|25m|50m to choose.
+# updates take seconds on a laptop CPU). Set SIZE=tiny|daydreamer|size12m|size25m|size50m to choose.
 SIZE ?= auto
 ARGS ?=
 export MUJOCO_GL ?= egl

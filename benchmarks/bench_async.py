@@ -2,7 +2,7 @@
 on loopback. Prints one JSON object per config.
 
     python benchmarks/bench_async.py --config pendulum_tiny --seconds 60
-    python benchmarks/bench_async.py --config dmc_walker_walk --size 12m --seconds 90
+    python benchmarks/bench_async.py --config dmc_walker_walk --size size12m --seconds 90
 
 For each policy version v: `export_s` (export_onnx + weights + store, on the learner),
 `fetch_s` (published -> swapped in by the actor: the pull interval, the transfer and the

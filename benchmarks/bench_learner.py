@@ -1,7 +1,7 @@
 """Learner speed per model size preset: updates/s at batch B x T, the env steps/s that
 sustains at the train ratio, and policy-step latency. Prints one JSON object per line.
 
-    python benchmarks/bench_learner.py --sizes tiny 12m --updates 5 --obs image
+    python benchmarks/bench_learner.py --sizes tiny size12m --updates 5 --obs image
     python benchmarks/bench_learner.py --device cuda --precision bfloat16 --compile
     python benchmarks/bench_learner.py --sizes tiny --obs proprio --against /work/baseline --rounds 4
 
@@ -155,7 +155,7 @@ def side_by_side(args: argparse.Namespace, passthrough: list[str], new_only: lis
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", nargs="+", default=["tiny", "12m", "25m", "50m"])
+    parser.add_argument("--sizes", nargs="+", default=["tiny", "size12m", "size25m", "size50m"])
     parser.add_argument("--obs", choices=["image", "proprio"], default="image")
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--length", type=int, default=64)

@@ -1,6 +1,6 @@
 """Policy-step latency on CPU: onnxruntime versus torch eager, batch 1, one thread.
 
-    python benchmarks/bench_policy.py --sizes tiny 12m --steps 500
+    python benchmarks/bench_policy.py --sizes tiny size12m --steps 500
 
 For each size preset and observation kind (vector: walker-like proprio; image: 64x64x3)
 prints one JSON line with p50/p99 step latency in ms for both runtimes.
@@ -43,7 +43,7 @@ def time_steps(step, obs_seq, steps: int, warmup: int = 20) -> list[float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", nargs="+", default=["tiny", "12m"])
+    parser.add_argument("--sizes", nargs="+", default=["tiny", "size12m"])
     parser.add_argument("--obs", nargs="+", default=["proprio", "image"])
     parser.add_argument("--steps", type=int, default=500)
     parser.add_argument("--threads", type=int, default=1)

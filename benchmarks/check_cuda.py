@@ -4,7 +4,7 @@ Prints one JSON object per line. Meant for a GPU machine; `--device cpu` with ti
 runs the same code paths (less the sync detection, which needs CUDA) as a dry run.
 
     python benchmarks/check_cuda.py --part eager     # bench() per size/obs/precision, syncs, launch probe
-    python benchmarks/check_cuda.py --part compile   # compile=true for 12m: compile time, then update time
+    python benchmarks/check_cuda.py --part compile   # compile=true for size12m: compile time, then update time
     python benchmarks/check_cuda.py --part eager --device cpu --sizes tiny --batch 2 --length 8 --updates 1
 
 Sync detection runs `agent.train(batch)` under torch.cuda.set_sync_debug_mode("warn") and
@@ -236,11 +236,11 @@ def main() -> None:
     parser.add_argument("--part", choices=["eager", "compile"], required=True)
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--precision", default="bfloat16")
-    parser.add_argument("--sizes", nargs="+", default=["12m", "25m", "50m"])
-    parser.add_argument("--fp32-sizes", nargs="*", default=["12m"])
-    parser.add_argument("--compile-sizes", nargs="*", default=["12m"])
+    parser.add_argument("--sizes", nargs="+", default=["size12m", "size25m", "size50m"])
+    parser.add_argument("--fp32-sizes", nargs="*", default=["size12m"])
+    parser.add_argument("--compile-sizes", nargs="*", default=["size12m"])
     parser.add_argument("--compile-obs", nargs="*", default=["image"])
-    parser.add_argument("--sync-size", default="12m")
+    parser.add_argument("--sync-size", default="size12m")
     parser.add_argument("--sync-calls", type=int, default=3)
     parser.add_argument("--obs", nargs="+", default=["image", "proprio"])
     parser.add_argument("--batch", type=int, default=16)
