@@ -149,10 +149,11 @@ def test_actor_sigkilled_and_restarted_resends_its_spool(tmp_path):
                    "unacked chunks in the spool", a0)
         a0.kill()
         assert len(list((logdir / "actors" / "a0" / "spool").glob("*.npz"))) >= 3
+        spooled_before_the_kill = spooled_steps(logdir, "a0")
         lrn.signal(signal.SIGCONT)
         a0 = actor(tmp_path, robot, "a0")
-        wait_until(lambda: actor_status(logdir, "a0")["pending_chunks"] == 0
-                   and learner_status(logdir).get("received_steps", 0) == spooled_steps(logdir, "a0"), 90,
+        # the robot acts on unpaced, so wait for what it had spooled before it died, not for a quiet moment
+        wait_until(lambda: learner_status(logdir).get("received_steps", 0) >= spooled_before_the_kill, 90,
                    "the restarted actor's spool to reach the learner", lrn, a0)
         spooled, replayed = stop_all_and_count(logdir, lrn, [a0], ("a0",))
     finally:

@@ -229,11 +229,16 @@ class Actor:
         if self.status.due():
             self.write_status()
 
-    def _hold(self, stop: threading.Event | None) -> None:
+    def _hold(self, stop: threading.Event | None, episode_id: int) -> None:
         """A paced actor waits here, between two steps, while it is ahead of the learner or its spool is full."""
         while self.paced and (stop is None or not stop.is_set()) and not self.sender.learner_done:
             credit = self.sender.credit
             if credit is not None and credit - len(self.chunks.rows) <= 0:
+                if self.chunks.rows:
+                    # The learner may need exactly these steps before its next update (and more credit):
+                    # send them as a shorter chunk rather than wait on each other.
+                    self._spool(self.chunks.take(), episode_id, stop)
+                    continue
                 # counts the steps not yet in a chunk too: never a step past the learner's last credit
                 self._wait_a_moment("credit", f"ahead of the train ratio (credit {credit})")
             elif not self.sender.has_room:
@@ -358,7 +363,7 @@ class Actor:
                     diagnostics.clear()
                     continue
                 self._poll_policy()
-                self._hold(stop)  # a sim ahead of the train ratio, or with a full spool, pauses here
+                self._hold(stop, episode_id)  # a sim ahead of the train ratio, or with a full spool, pauses here
                 if (stop is not None and stop.is_set()) or self._learner_finished():
                     break
                 if self.policy is None:
