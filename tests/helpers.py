@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
+
 import gymnasium as gym
 import numpy as np
 
@@ -45,3 +48,15 @@ def synthetic_batch(obs_space, action_dim: int, b: int = 4, t: int = 8, seed: in
 
 def step_obs(batch: dict[str, np.ndarray], t: int = 0) -> dict[str, np.ndarray]:
     return {k: v[:, t] for k, v in batch.items() if k not in ("action", "reward")}
+
+
+def pump(done: Callable[[], bool], *polls: Callable[[], object], timeout: float = 10.0) -> bool:
+    """Call each poll function until `done()` or the timeout; returns whether done."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for p in polls:
+            p()
+        if done():
+            return True
+        time.sleep(0.005)
+    return done()

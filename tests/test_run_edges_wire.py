@@ -4,7 +4,6 @@ extended); the learner learns which actors heard it; older and newer peers still
 
 from __future__ import annotations
 
-import time
 
 import msgpack
 import numpy as np
@@ -12,19 +11,11 @@ import pytest
 
 from daydream.transport import ExperienceReceiver, ExperienceSender, decode, encode
 from daydream.transport.codec import PROTOCOL_VERSION
+from helpers import pump
 
 pytestmark = pytest.mark.timeout(60)
 
 
-def pump(done, *polls, timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        for p in polls:
-            p()
-        if done():
-            return True
-        time.sleep(0.005)
-    return done()
 
 
 def test_done_rides_on_replies_and_the_learner_knows_who_heard_it(tmp_path):

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import errno
 import io
-import time
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +15,7 @@ import pytest
 from daydream.transport import ExperienceReceiver, ExperienceSender
 from daydream.transport.spool import Spool, chunk_bytes
 from daydream.transport.sender import SpoolFull
+from helpers import pump
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -28,15 +28,6 @@ def chunk(steps: int = 16, first: int = 0) -> dict[str, np.ndarray]:
     return {"step": np.arange(first, first + steps, dtype=np.int64), "obs": np.ones((steps, 32), np.float32)}
 
 
-def pump(done, *polls, timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        for p in polls:
-            p()
-        if done():
-            return True
-        time.sleep(0.005)
-    return done()
 
 
 def check_spool_consistent(directory: Path, actor_id: str) -> Spool:
