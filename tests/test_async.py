@@ -151,9 +151,12 @@ def test_actor_sigkilled_and_restarted_resends_its_spool(tmp_path):
         assert len(list((logdir / "actors" / "a0" / "spool").glob("*.npz"))) >= 3
         spooled_before_the_kill = spooled_steps(logdir, "a0")
         lrn.signal(signal.SIGCONT)
+        restarted = time.time()
         a0 = actor(tmp_path, robot, "a0")
-        # the robot acts on unpaced, so wait for what it had spooled before it died, not for a quiet moment
-        wait_until(lambda: learner_status(logdir).get("received_steps", 0) >= spooled_before_the_kill, 90,
+        # the robot acts on unpaced, so wait for what it had spooled before it died (not for a quiet moment),
+        # in a status the restarted process wrote (the learner may have taken chunks it had not acked yet)
+        wait_until(lambda: actor_status(logdir, "a0")["time"] > restarted
+                   and learner_status(logdir).get("received_steps", 0) >= spooled_before_the_kill, 90,
                    "the restarted actor's spool to reach the learner", lrn, a0)
         spooled, replayed = stop_all_and_count(logdir, lrn, [a0], ("a0",))
     finally:
