@@ -7,6 +7,7 @@ video rendered offscreen and report.json are all left behind."""
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
 
@@ -27,9 +28,15 @@ def test_make_run_pipeline_on_the_simulated_a1(tmp_path):
     args = [sys.executable, "-m", "daydream.cli", "run", "--config", "a1_walk", "--actors", "1"]
     for item in sets:
         args += ["--set", item]
-    done = subprocess.run(args, cwd=REPO, capture_output=True, text=True, timeout=240)
-    output = done.stdout + done.stderr
-    assert done.returncode == 0, output[-4000:]
+    proc = subprocess.Popen(args, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        output, _ = proc.communicate(timeout=240)
+    except subprocess.TimeoutExpired:
+        # SIGINT, not a kill: the launcher then stops its learner and actor (their own sessions) too
+        proc.send_signal(signal.SIGINT)
+        output, _ = proc.communicate(timeout=120)
+        pytest.fail(f"daydream run did not finish within 240 s:\n{output[-4000:]}")
+    assert proc.returncode == 0, output[-4000:]
 
     status = learner_status(logdir)
     assert status["received_steps"] >= 360 and status["updates"] > 0 and status["policy_version"] >= 2
