@@ -68,7 +68,7 @@ class Proc:
         if self.alive():
             self.process.send_signal(sig)
 
-    def stop(self, timeout: float = 60) -> int:
+    def stop(self, timeout: float = 150) -> int:
         """SIGINT and wait; returns the exit code (fails the test with the log if it hangs)."""
         self.signal(signal.SIGINT)
         try:

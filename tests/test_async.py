@@ -15,7 +15,7 @@ import pytest
 from processes import (REPO, actor, actor_status, fast_overrides, free_port_pair, learner, learner_status,
                        replay_steps, spooled_steps, wait_until)
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
 
 def as_robot(overrides: list[str]) -> list[str]:

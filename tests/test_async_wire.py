@@ -18,7 +18,7 @@ from daydream.transport import ExperienceReceiver, ExperienceSender, PolicyServe
 from daydream.transport.keys import make_key_folder, server_keys_from_dir
 from processes import actor, actor_status, fast_overrides, free_port_pair, learner, learner_status, wait_until
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
 
 def pendulum_chunk(n: int = 8, state_dim: int = 3) -> dict[str, np.ndarray]:
