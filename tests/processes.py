@@ -74,6 +74,8 @@ class Proc:
         try:
             return self.process.wait(timeout)
         except subprocess.TimeoutExpired:
+            self.signal(signal.SIGUSR1)  # the CLI dumps every thread's stack into the log: where it hangs
+            time.sleep(2.0)
             self.process.kill()
             raise AssertionError(f"{self.args[0]} did not stop on SIGINT within {timeout} s:\n{self.log()}") from None
 
@@ -82,7 +84,7 @@ class Proc:
         self.process.wait()
 
     def log(self) -> str:
-        return self.log_path.read_text(errors="replace")[-4000:] if self.log_path.exists() else ""
+        return self.log_path.read_text(errors="replace")[-8000:] if self.log_path.exists() else ""
 
 
 def start(log_path: Path, command: str, config: str, overrides: list[str], *extra: str) -> Proc:

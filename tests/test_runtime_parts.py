@@ -152,6 +152,16 @@ def test_cli_errors_for_bad_async_input(tmp_path):
     assert out.returncode == 2 and "--actors must be at least 1" in out.stderr
 
 
+def test_sigusr1_dumps_every_threads_stack():
+    # a process that will not stop can be asked where it is (the multi-process tests do it on a stop timeout)
+    code = ("import os, signal, threading, time; from daydream.cli import dump_stacks_on_sigusr1; "
+            "dump_stacks_on_sigusr1(); threading.Thread(target=time.sleep, args=(5,), daemon=True).start(); "
+            "os.kill(os.getpid(), signal.SIGUSR1); time.sleep(0.2)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stderr.lower().count("thread 0x") >= 2 and 'File "<string>"' in out.stderr, out.stderr
+
+
 def test_a_child_that_fails_is_restarted_and_one_that_finishes_is_not(tmp_path):
     from daydream.runtime.launcher import MAX_RESTARTS, Child
 
