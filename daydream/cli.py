@@ -310,7 +310,8 @@ def restore_sigint() -> None:
 def dump_stacks_on_sigusr1() -> None:
     """`kill -USR1 PID` prints every thread's stack to stderr: how to see where a process that will not stop is."""
     if hasattr(signal, "SIGUSR1"):
-        faulthandler.register(signal.SIGUSR1, all_threads=True)
+        # the process's own stderr: under pytest's capture sys.stderr has no file descriptor
+        faulthandler.register(signal.SIGUSR1, file=sys.__stderr__, all_threads=True)
 
 
 def main(argv: list[str] | None = None) -> int:

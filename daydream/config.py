@@ -240,6 +240,8 @@ class Config:
     robot: RobotConfig
     ros: RosConfig
     worldmodels: WorldModelsConfig
+    initial_bias: tuple[float, ...]
+    patience: int
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -440,6 +442,10 @@ def _coerce(hint: Any, value: Any, name: str) -> Any:
         return float(value)
     if hint is str:
         if not isinstance(value, str):
+        if len(args) == 2 and args[1] is Ellipsis:  # tuple[T, ...]: a list of any length
+            if not isinstance(value, (list, tuple)):
+                raise ConfigError(f"config key '{name}' must be a list, got {value!r}")
+            return tuple(_coerce(args[0], v, f"{name}[{i}]") for i, v in enumerate(value))
             raise ConfigError(f"config key '{name}' must be a string, got {value!r}")
         return value
     if hint is type(None):

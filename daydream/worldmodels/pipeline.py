@@ -40,6 +40,8 @@ class WorldModelsRun:
         self.rollouts.mkdir(parents=True, exist_ok=True)
         self.progress = progress
         torch.manual_seed(config.seed)
+        if config.threads > 0:
+            torch.set_num_threads(config.threads)
 
     # -- bookkeeping -----------------------------------------------------------------------
 
@@ -218,9 +220,10 @@ class WorldModelsRun:
         return vae.eval(), rnn.eval(), action_dim
 
     def _real_return(self, controller: LinearController, vae: ConvVAE, rnn: MDNRNN, seed: int,
-                     max_steps: int) -> float:
+                     max_steps: int, patience: int = 0) -> float:
+        """One episode's return; with `patience` > 0 it ends after that many steps without a positive reward."""
         env = self._env(seed)
-        total = 0.0
+        total, since_progress = 0.0, 0
         try:
             obs, _ = env.reset(seed=seed)
             state = rnn.initial_state(1)
@@ -233,7 +236,8 @@ class WorldModelsRun:
                     total += float(reward)
                     _, out, state = rnn(z[:, None], torch.from_numpy(action)[None, None], state)
                     h = out[:, 0]
-                    if terminated or truncated:
+                    since_progress = 0 if reward > 0 else since_progress + 1
+                    if terminated or truncated or (patience > 0 and since_progress >= patience):
                         break
         finally:
             env.close()
@@ -265,6 +269,8 @@ class WorldModelsRun:
         starts = [np.load(f)["mean"][0] for f in sorted((self.directory / "series").glob("*.npz"))]
         generator = torch.Generator().manual_seed(self.config.seed)
         calls = iter(range(10**12))
+        history: list[dict[str, float]] = []
+        rollouts = self.wm.candidate_rollouts
 
         def score(params: np.ndarray) -> float:
             controller = LinearController.from_flat(params, input_dim, low, high)
@@ -272,22 +278,36 @@ class WorldModelsRun:
             if self.wm.train_in_dream:
                 return float(np.mean([self._dream_return(controller, rnn, starts[(call + k) % len(starts)], generator,
                                                          self.wm.rollout_steps)
-                                      for k in range(self.wm.candidate_rollouts)]))
-            return float(np.mean([self._real_return(controller, vae, rnn, self.config.seed + 1000 + k,
-                                                    self.wm.rollout_steps)
-                                  for k in range(self.wm.candidate_rollouts)]))
+                                      for k in range(rollouts)]))
+            # every candidate of a generation drives the same tracks (a fair comparison); new tracks each
+            # generation, so C does not overfit a few of them
+            first = self.config.seed + 1000 + len(history) * rollouts
+            return float(np.mean([self._real_return(controller, vae, rnn, first + k, self.wm.rollout_steps,
+                                                    self.wm.patience)
+                                  for k in range(rollouts)]))
 
-        history = []
+        size = LinearController.size(input_dim, action_dim)
         with self._bar(self.wm.generations, "C (CMA-ES)") as bar:
             def on_generation(generation: int, record: dict[str, float]) -> None:
                 history.append(record)
                 bar.update()
                 bar.set_postfix(mean=f"{record['mean']:.1f}", best=f"{record['best']:.1f}")
 
-            result = cma_search(score, LinearController.size(input_dim, action_dim), self.wm.generations,
-                                self.wm.population, self.wm.sigma0, self.config.seed, on_generation=on_generation)
+            result = cma_search(score, size, self.wm.generations, self.wm.population, self.wm.sigma0,
+                                self.config.seed, x0=self._initial_params(size, action_dim),
+                                on_generation=on_generation)
         np.save(self.directory / "controller.npy", result.best_params.astype(np.float32))
         atomic_write_bytes(self.directory / "controller_history.json", json.dumps(history).encode())
+
+    def _initial_params(self, size: int, action_dim: int) -> np.ndarray:
+        """CMA-ES's starting mean: zero weights and `initial_bias` (zeros when empty)."""
+        x0 = np.zeros(size)
+        if self.wm.initial_bias:
+            if len(self.wm.initial_bias) != action_dim:
+                raise ValueError(f"worldmodels.initial_bias has {len(self.wm.initial_bias)} entries, the env has "
+                                 f"{action_dim} action dimensions; give one per dimension or []")
+            x0[-action_dim:] = self.wm.initial_bias
+        return x0
 
     def evaluate(self) -> dict[str, Any]:
         """The controller's returns over `eval_tracks` episodes (tracks) of the real env."""
