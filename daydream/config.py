@@ -219,6 +219,8 @@ class WorldModelsConfig:
     train_in_dream: bool
     temperature: float
     eval_tracks: int
+    initial_bias: tuple[float, ...]
+    patience: int
 
 
 @dataclasses.dataclass(frozen=True)
@@ -240,8 +242,6 @@ class Config:
     robot: RobotConfig
     ros: RosConfig
     worldmodels: WorldModelsConfig
-    initial_bias: tuple[float, ...]
-    patience: int
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -406,6 +406,10 @@ def _coerce(hint: Any, value: Any, name: str) -> Any:
         return value
     if origin is tuple:
         args = typing.get_args(hint)
+        if len(args) == 2 and args[1] is Ellipsis:  # tuple[T, ...]: a list of any length
+            if not isinstance(value, (list, tuple)):
+                raise ConfigError(f"config key '{name}' must be a list, got {value!r}")
+            return tuple(_coerce(args[0], v, f"{name}[{i}]") for i, v in enumerate(value))
         if not isinstance(value, (list, tuple)) or len(value) != len(args):
             raise ConfigError(f"config key '{name}' must be a list of {len(args)} values, got {value!r}")
         return tuple(_coerce(a, v, f"{name}[{i}]") for i, (a, v) in enumerate(zip(args, value)))
@@ -442,10 +446,6 @@ def _coerce(hint: Any, value: Any, name: str) -> Any:
         return float(value)
     if hint is str:
         if not isinstance(value, str):
-        if len(args) == 2 and args[1] is Ellipsis:  # tuple[T, ...]: a list of any length
-            if not isinstance(value, (list, tuple)):
-                raise ConfigError(f"config key '{name}' must be a list, got {value!r}")
-            return tuple(_coerce(args[0], v, f"{name}[{i}]") for i, v in enumerate(value))
             raise ConfigError(f"config key '{name}' must be a string, got {value!r}")
         return value
     if hint is type(None):
