@@ -11,8 +11,9 @@
 Env steps are simulator steps (agent steps x env.action_repeat), as DreamerV3's score files
 count them. Writes <out>/curves.json (per task and seed: [env step, eval return] pairs),
 <out>/curves.png and <out>/table.md (ours beside DreamerV3's mean ± std over 5 seeds at 50k,
-100k, 250k and 500k env steps, benchmarks/data/dreamerv3_dmc_proprio.json), and prints one
-JSON line per finished run and one for the table.
+100k, 250k and 500k env steps, benchmarks/data/dreamerv3_dmc_proprio.json, and a uniform-random
+policy's score, cached in <out>/random.json), and prints one JSON line per finished run and one
+for the table.
 """
 
 from __future__ import annotations
@@ -47,8 +48,46 @@ def score_at(curve: Curve, budget: int, window: int) -> float | None:
     return float(np.mean(near)) if near else None
 
 
-def compare(curves: dict[str, dict[str, Curve]], anchors: dict) -> list[dict]:
-    """One row per (task, budget) that some run reached: ours (mean ± std over seeds) beside DreamerV3's."""
+def random_score(task: str, episodes: int = 5, seed: int = 123, action_repeat: int = 2) -> tuple[float, float]:
+    """(mean, std) return of a uniform-random policy over `episodes` episodes, with the suite's env settings."""
+    from daydream.config import load_config
+    from daydream.envs import make_env
+    from daydream.envs.contract import random_action
+
+    config = load_config("dmc_walker_walk", [f"env.task={task}", f"env.action_repeat={action_repeat}"])
+    env = make_env(config.env, seed=seed)
+    rng = np.random.default_rng(seed)
+    returns = []
+    try:
+        for i in range(episodes):
+            env.reset(seed=seed + i)
+            total, done = 0.0, False
+            while not done:
+                _, reward, terminated, truncated, _ = env.step(random_action(env.action_space, rng))
+                total += float(reward)
+                done = terminated or truncated
+            returns.append(total)
+    finally:
+        env.close()
+    return float(np.mean(returns)), float(np.std(returns))
+
+
+def random_scores(out: Path, tasks: list[str], episodes: int) -> dict[str, tuple[float, float]]:
+    """Random-policy (mean, std) per task, computed once and cached in <out>/random.json (0 episodes: cache only)."""
+    path = out / "random.json"
+    cache = {t: tuple(v) for t, v in json.loads(path.read_text()).items()} if path.exists() else {}
+    missing = [t for t in tasks if t not in cache]
+    if episodes > 0 and missing:
+        for task in missing:
+            cache[task] = random_score(task, episodes)
+        path.write_text(json.dumps(cache, indent=1) + "\n")
+    return cache
+
+
+def compare(curves: dict[str, dict[str, Curve]], anchors: dict,
+            random: dict[str, tuple[float, float]] | None = None) -> list[dict]:
+    """One row per (task, budget) that some run reached: ours (mean ± std over seeds) beside DreamerV3's
+    and, where known, a uniform-random policy's."""
     rows = []
     for task, seeds in sorted(curves.items()):
         official = anchors["tasks"].get(task)
@@ -67,16 +106,19 @@ def compare(curves: dict[str, dict[str, Curve]], anchors: dict) -> list[dict]:
                 "dreamerv3": mean, "dreamerv3_std": std, "diff": ours - mean,
                 "z": (ours - mean) / std if std > 0 else (0.0 if ours == mean else math.copysign(math.inf, ours - mean)),
                 "within_band": abs(ours - mean) <= std,
+                "random": (random or {}).get(task, (None, None))[0], "random_std": (random or {}).get(task, (None, None))[1],
             })
     return rows
 
 
 def markdown_table(rows: list[dict]) -> str:
-    head = ("| task | env steps | ours (mean ± std, seeds) | DreamerV3 (mean ± std, 5 seeds) | ours − DreamerV3 | in band |\n"
-            "| --- | ---: | ---: | ---: | ---: | :---: |\n")
+    head = ("| task | env steps | ours (mean ± std, seeds) | DreamerV3 (mean ± std, 5 seeds) | ours − DreamerV3 | in band "
+            "| random policy |\n"
+            "| --- | ---: | ---: | ---: | ---: | :---: | ---: |\n")
     lines = [
         f"| {r['task']} | {r['env_steps'] // 1000}k | {r['ours']:.0f} ± {r['ours_std']:.0f} ({r['seeds']}) | "
-        f"{r['dreamerv3']:.0f} ± {r['dreamerv3_std']:.0f} | {r['diff']:+.0f} ({r['z']:+.1f} std) | {'yes' if r['within_band'] else 'no'} |"
+        f"{r['dreamerv3']:.0f} ± {r['dreamerv3_std']:.0f} | {r['diff']:+.0f} ({r['z']:+.1f} std) | {'yes' if r['within_band'] else 'no'} | "
+        + (f"{r['random']:.0f} ± {r['random_std']:.0f} |" if r.get("random") is not None else "– |")
         for r in rows
     ]
     return head + "\n".join(lines) + "\n"
@@ -140,13 +182,15 @@ def plot(curves: dict[str, dict[str, Curve]], anchors: dict, path: Path) -> None
     plt.close(fig)
 
 
-def report(out: Path) -> list[dict]:
+def report(out: Path, random_episodes: int = 5) -> list[dict]:
     anchors = load_anchors()
     curves = collect(out)
     (out / "curves.json").write_text(json.dumps(curves, indent=1) + "\n")
-    rows = compare(curves, anchors)
+    random = random_scores(out, [t for t in sorted(curves) if t in anchors["tasks"]], random_episodes)
+    rows = compare(curves, anchors, random)
     note = (f"Scores: mean eval return within ±{anchors['window'] // 1000}k env steps of each budget (runs that stop "
-            f"at the budget have only the half window before it). DreamerV3: {anchors['source']}.\n\n")
+            f"at the budget have only the half window before it). DreamerV3: {anchors['source']}. Random policy: "
+            f"uniform actions, mean ± std over {random_episodes or 'the cached'} episodes (seed 123).\n\n")
     (out / "table.md").write_text(note + markdown_table(rows))
     plot(curves, anchors, out / "curves.png")
     print(json.dumps({"table": rows}), flush=True)
@@ -191,6 +235,8 @@ def main() -> None:
     parser.add_argument("--action-repeat", type=int, default=2)
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="config override for every run (e.g. size=tiny, train.train_ratio=64, recipe=dreamerv3)")
+    parser.add_argument("--random-episodes", type=int, default=5,
+                        help="episodes of a uniform-random policy per task for the table (cached in <out>/random.json)")
     parser.add_argument("--report-only", action="store_true", help="only rebuild curves.json, curves.png and table.md")
     args = parser.parse_args()
     out = Path(args.out)
@@ -202,8 +248,8 @@ def main() -> None:
         for task in args.tasks:
             for seed in args.seeds:
                 train_one(out, task, seed, args.budget, args.eval_every, args.eval_episodes, args.action_repeat, args.overrides)
-                report(out)
-    report(out)
+                report(out, args.random_episodes)
+    report(out, args.random_episodes)
 
 
 if __name__ == "__main__":

@@ -60,8 +60,22 @@ def test_report_reads_runs_at_simulator_steps_and_writes_its_files(tmp_path):
     lines = [{"kind": "train", "step": 10000}, {"kind": "eval", "step": 20000, "return": 330.0},
              {"kind": "eval", "step": 25000, "return": 350.0}]
     (run / "metrics.jsonl").write_text("\n".join(json.dumps(x) for x in lines) + "\n{\"kind\": \"ev")
+    (tmp_path / "random.json").write_text(json.dumps({"cartpole_swingup": [89.0, 55.0]}))  # cached: no env run
     rows = suite.report(tmp_path)
     assert json.loads((tmp_path / "curves.json").read_text()) == {"cartpole_swingup": {"seed0": [[40000.0, 330.0], [50000.0, 350.0]]}}
     assert rows[0]["ours"] == pytest.approx(340.0) and rows[0]["within_band"]
+    assert (rows[0]["random"], rows[0]["random_std"]) == (89.0, 55.0)
     assert (tmp_path / "curves.png").stat().st_size > 0
-    assert "| cartpole_swingup | 50k |" in (tmp_path / "table.md").read_text()
+    assert "| cartpole_swingup | 50k | 340 ± 0 (1) | 341 ± 12 | -1 (-0.1 std) | yes | 89 ± 55 |" in (tmp_path / "table.md").read_text()
+
+
+def test_random_policy_score_is_computed_once_and_cached(tmp_path):
+    suite = load_suite()
+    scores = suite.random_scores(tmp_path, ["cartpole_swingup"], episodes=1)
+    mean, std = scores["cartpole_swingup"]
+    assert 0.0 <= mean <= 1000.0 and std == 0.0  # one episode of 1000 sim steps, rewards in [0, 1]
+    assert json.loads((tmp_path / "random.json").read_text()) == {"cartpole_swingup": [mean, std]}
+    assert suite.random_score("cartpole_swingup", episodes=1) == (mean, std)  # seeded: the same episode again
+    # a row without a cached score says so instead of inventing one
+    rows = suite.compare({"walker_walk": {"seed0": [(50000, 100.0)]}}, suite.load_anchors(), scores)
+    assert rows[0]["random"] is None and suite.markdown_table(rows).rstrip().endswith("| no | – |")
