@@ -14,7 +14,7 @@ from daydream.config import load_config, save_config_yaml
 from daydream.envs import make_env
 from daydream.runtime.checkpoint import CHECKPOINT_NAME, save_checkpoint
 from daydream.runtime.metrics import MetricsWriter
-from daydream.runtime.report import exported_policy, make_report, plot_learning_curve
+from daydream.runtime.report import exported_policy, format_report, make_report, plot_learning_curve
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -54,6 +54,10 @@ def test_report_exports_a_checkpoint_and_evaluates_the_onnx_policy(tmp_path):
     saved = json.loads((tmp_path / "report.json").read_text())
     assert saved["policy_version"] == 1 and saved["video"] is None and saved["learning_curve"] is None
     assert set(saved["diagnostics"]) == {"forward_velocity", "upright"}
+    # beside it, uniform random actions on the same episodes
+    assert len(saved["random"]["returns"]) == 2 and set(saved["random"]["diagnostics"]) == {"forward_velocity", "upright"}
+    assert saved["random"]["returns"] != saved["returns"]
+    assert "random actions, same episodes" in format_report(report)
 
 
 def test_report_of_a_missing_run_says_so(tmp_path):

@@ -28,6 +28,24 @@ class ActingPolicy(Protocol):
         """Continue from `other`'s recurrent state."""
 
 
+class RandomActing:
+    """Uniform random actions: the baseline a learned policy's evaluation is reported beside."""
+
+    version = 0
+
+    def __init__(self, action_space: Any, seed: int | None = None) -> None:
+        from daydream.envs.contract import random_action  # the envs package pulls in every backend: only here
+
+        self._sample, self.action_space = random_action, action_space
+        self.rng = np.random.default_rng(seed)
+
+    def act(self, obs: dict[str, np.ndarray], mode: Literal["explore", "eval"] = "explore") -> np.ndarray:
+        return self._sample(self.action_space, self.rng)
+
+    def take_state(self, other: ActingPolicy) -> None:
+        pass
+
+
 class OnnxActing:
     def __init__(self, onnx_bytes: bytes, threads: int = 1, seed: int | None = None) -> None:
         from daydream.export.onnx_policy import OnnxPolicy

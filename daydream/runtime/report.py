@@ -5,7 +5,8 @@
   env logs them, per-episode diagnostics such as the robot's forward velocity (from
   each actor's `actors/<id>/metrics.jsonl`, or the trainer's evaluations).
 - `gait.mp4` (GIF without ffmpeg): an offscreen video of one evaluation episode.
-- `report.json`: the evaluated policy version, returns and diagnostics.
+- `report.json`: the evaluated policy version, returns and diagnostics, beside those of
+  uniform random actions on the same episodes (seeds), so that what was learned shows.
 
 The evaluation runs the exported ONNX policy (`policy/policy.onnx`, what a robot runs)
 on onnxruntime. A run from `daydream train` has no exported policy yet: it is exported
@@ -25,9 +26,9 @@ import numpy as np
 
 from daydream.config import Config, config_from_dict, load_config
 from daydream.envs import make_env
-from daydream.runtime.acting import OnnxActing
+from daydream.runtime.acting import OnnxActing, RandomActing
 from daydream.runtime.checkpoint import CHECKPOINT_NAME
-from daydream.runtime.evaluate import evaluate
+from daydream.runtime.evaluate import EvalResult, evaluate
 from daydream.runtime.metrics import read_metrics
 from daydream.runtime.policy_store import PolicyStore
 from daydream.runtime.video import save_video
@@ -47,11 +48,15 @@ class Report:
     diagnostics: dict[str, float]
     curve: Path | None
     video: Path | None
+    random: EvalResult | None = None  # uniform random actions on the same episode seeds
 
     def to_dict(self) -> dict[str, Any]:
+        random = None if self.random is None else {
+            "returns": self.random.returns, "lengths": self.random.lengths, "mean_return": self.random.mean_return,
+            "diagnostics": self.random.mean_diagnostics()}
         return {"policy_version": self.policy_version, "returns": self.returns, "lengths": self.lengths,
                 "mean_return": float(np.mean(self.returns)) if self.returns else None,
-                "diagnostics": self.diagnostics, "learning_curve": self.curve and self.curve.name,
+                "diagnostics": self.diagnostics, "random": random, "learning_curve": self.curve and self.curve.name,
                 "video": self.video and self.video.name, "written_at": time.time()}
 
 
@@ -165,6 +170,7 @@ def make_report(logdir: str | Path, episodes: int = 1, video: bool = True) -> Re
     env = make_env(config.env, seed=config.seed + 30_000, robot=config.robot)
     try:
         result = evaluate(policy, env, episodes, record_video=video, seed=config.seed + 30_000, render=True)
+        baseline = evaluate(RandomActing(env.action_space, seed=config.seed), env, episodes, seed=config.seed + 30_000)
     finally:
         env.close()
     video_path = None
@@ -175,7 +181,8 @@ def make_report(logdir: str | Path, episodes: int = 1, video: bool = True) -> Re
             video_path = save_video(frames, logdir / VIDEO_NAME, fps=fps)
         else:
             log.warning("the env rendered no frames (no renderer for backend %s); no video", config.env.backend)
-    report = Report(logdir, update.version, result.returns, result.lengths, result.mean_diagnostics(), curve, video_path)
+    report = Report(logdir, update.version, result.returns, result.lengths, result.mean_diagnostics(), curve, video_path,
+                    baseline)
     (logdir / REPORT_NAME).write_text(json.dumps(report.to_dict(), indent=1))
     return report
 
@@ -184,7 +191,11 @@ def format_report(report: Report) -> str:
     lines = [f"report of {report.logdir} (policy version {report.policy_version})",
              f"  evaluation return: {np.mean(report.returns):.1f} over {len(report.returns)} episode(s) of "
              f"{np.mean(report.lengths):.0f} steps on average"]
-    lines += [f"  {k}: {v:.3f} (episode mean)" for k, v in report.diagnostics.items()]
+    random = report.random.mean_diagnostics() if report.random is not None else {}
+    if report.random is not None:
+        lines.append(f"  random actions, same episodes: return {report.random.mean_return:.1f}")
+    lines += [f"  {k}: {v:.3f} (episode mean)" + (f"; random actions {random[k]:.3f}" if k in random else "")
+              for k, v in report.diagnostics.items()]
     for label, path in (("learning curve", report.curve), ("video", report.video)):
         lines.append(f"  {label}: {path if path else 'none'}")
     return "\n".join(lines)
