@@ -38,6 +38,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     from daydream.runtime.train import train
 
     config = _load(args)
+    if config.agent == "worldmodels":  # World Models trains in stages, always resumed where they were
+        return _worldmodels_stage(config, "all")
     summary = train(config, resume=args.resume)
     print(f"done: {config.train.steps} env steps in {config.logdir}; final eval return {summary.get('return', float('nan')):.1f}")
     return 0
@@ -54,20 +56,32 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_worldmodels(args: argparse.Namespace) -> int:
+    config = _load(args, [f"worldmodels.eval_runtime={args.runtime}"] if args.runtime else [])
+    return _worldmodels_stage(config, args.stage)
+
+
+def _worldmodels_stage(config, stage: str) -> int:
     from daydream.worldmodels.pipeline import WorldModelsRun
 
-    config = _load(args)
     run = WorldModelsRun(config)
-    if args.stage == "all":
+    if stage == "dream-table":
+        for row in run.dream_table():
+            print(f"tau {row['temperature']}: virtual {row['virtual_mean']:.1f} +- {row['virtual_std']:.1f}, actual "
+                  f"{row['actual_mean']:.1f} +- {row['actual_std']:.1f} over {row['tracks']} tracks")
+        return 0
+    if stage == "all":
         result = run.run_all()
     else:
-        run.run(args.stage)
-        if args.stage != "eval":
-            print(f"World Models: {args.stage} done in {run.directory}")
+        run.run(stage)
+        if stage != "eval":
+            print(f"World Models: {stage} done in {run.directory}")
             return 0
         result = json.loads((run.directory / "eval.json").read_text())
-    print(f"World Models: mean return {result['mean_return']:.1f} +- {result['std_return']:.1f} over "
-          f"{result['tracks']} tracks ({run.directory / 'eval.json'})")
+    line = (f"World Models: mean return {result['mean_return']:.1f} +- {result['std_return']:.1f} over "
+            f"{result['tracks']} tracks ({result['runtime']})")
+    if "random_mean_return" in result:
+        line += f"; random policy {result['random_mean_return']:.1f} over {result['random_tracks']}"
+    print(f"{line} ({run.directory / 'eval.json'})")
     return 0
 
 
@@ -208,8 +222,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("worldmodels", help="World Models (V + M + C) in stages: collect, train-vae, encode, "
-                       "train-rnn, train-controller, eval; `all` runs the unfinished ones")
-    p.add_argument("stage", choices=["all", "collect", "train-vae", "encode", "train-rnn", "train-controller", "eval"])
+                       "train-rnn, train-controller, export, eval; `all` runs the unfinished ones; dream-table "
+                       "trains C in M's dream at several temperatures")
+    p.add_argument("stage", choices=["all", "collect", "train-vae", "encode", "train-rnn", "train-controller", "export",
+                                     "eval", "dream-table"])
+    p.add_argument("--runtime", choices=["onnx", "torch"], help="eval: run the exported ONNX policy or the torch one "
+                   "(sets worldmodels.eval_runtime)")
     _add_config_args(p)
     p.set_defaults(func=cmd_worldmodels)
 

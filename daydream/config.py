@@ -221,6 +221,10 @@ class WorldModelsConfig:
     eval_tracks: int
     initial_bias: tuple[float, ...]
     patience: int
+    objective: Literal["maximize", "minimize"]
+    eval_runtime: Literal["onnx", "torch"]
+    random_tracks: int
+    dream_temperatures: tuple[float, ...]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -233,6 +237,7 @@ class Config:
     threads: int
     size: str
     recipe: str
+    agent: Literal["dreamer", "worldmodels"]
     env: EnvConfig
     replay: ReplayConfig
     model: ModelConfig

@@ -2,10 +2,13 @@
 
 `collect` random rollouts -> `train_vae` (V) -> `encode` every frame to its latent's mean
 and log-variance -> `train_rnn` (M) -> `train_controller` (C, by CMA-ES, on the real env
-or inside M's dream) -> `evaluate` the controller on `eval_tracks` episodes of the real
-env. Everything lives in `<logdir>/worldmodels/`; `stages.json` records the finished
-stages, so `run_all` continues at the stage it was in (a stage that was interrupted runs
-again; `collect` keeps the rollouts it already wrote).
+or inside M's dream) -> `export` V, C and M's step to `policy.onnx` -> `evaluate` the
+policy (on onnxruntime by default, as an actor runs it) on `eval_tracks` episodes of the
+real env, beside a random policy. Everything lives in `<logdir>/worldmodels/`;
+`stages.json` records the finished stages, so `run_all` continues at the stage it was in
+(a stage that was interrupted runs again; `collect` keeps the rollouts it already wrote).
+`dream_table` (not a stage) trains C in the dream at several temperatures and reports
+virtual and actual scores, as the paper's table does.
 """
 
 from __future__ import annotations
@@ -22,12 +25,14 @@ import torch
 from daydream.atomic import atomic_write_bytes
 from daydream.config import Config
 from daydream.worldmodels.controller import LinearController, cma_search
+from daydream.worldmodels.dream import dream_episode, dream_score
 from daydream.worldmodels.mdnrnn import MDNRNN
+from daydream.worldmodels.policy import RandomActing, TorchWorldModelsActing
 from daydream.worldmodels.vae import ConvVAE, vae_step
 
 log = logging.getLogger(__name__)
 
-STAGES = ("collect", "train-vae", "encode", "train-rnn", "train-controller", "eval")
+STAGES = ("collect", "train-vae", "encode", "train-rnn", "train-controller", "export", "eval")
 
 
 class WorldModelsRun:
@@ -86,7 +91,7 @@ class WorldModelsRun:
             raise ValueError(f"unknown World Models stage {stage!r}; the stages are {list(STAGES)}")
         log.info("World Models: %s", stage)
         {"collect": self.collect, "train-vae": self.train_vae, "encode": self.encode, "train-rnn": self.train_rnn,
-         "train-controller": self.train_controller, "eval": self.evaluate}[stage]()
+         "train-controller": self.train_controller, "export": self.export, "eval": self.evaluate}[stage]()
         self._mark(stage)
 
     def _require(self, path: Path, stage: str) -> Path:
@@ -219,75 +224,69 @@ class WorldModelsRun:
         rnn.load_state_dict(state)
         return vae.eval(), rnn.eval(), action_dim
 
-    def _real_return(self, controller: LinearController, vae: ConvVAE, rnn: MDNRNN, seed: int,
-                     max_steps: int, patience: int = 0) -> float:
-        """One episode's return; with `patience` > 0 it ends after that many steps without a positive reward."""
+    def _box(self) -> tuple[np.ndarray, np.ndarray]:
+        env = self._env(self.config.seed)
+        low, high = env.action_space.low, env.action_space.high
+        env.close()
+        return low, high
+
+    def _controller(self, params: np.ndarray) -> LinearController:
+        low, high = self._box()
+        return LinearController.from_flat(params, self.wm.z_dim + self.wm.rnn_hidden, low, high)
+
+    def episode(self, acting: Any, seed: int, max_steps: int, patience: int = 0) -> float:
+        """One episode's return of an acting policy (`act(obs)`) on the real env.
+
+        With `patience` > 0 the episode ends after that many steps without a positive reward.
+        """
         env = self._env(seed)
         total, since_progress = 0.0, 0
         try:
             obs, _ = env.reset(seed=seed)
-            state = rnn.initial_state(1)
-            h = torch.zeros(1, self.wm.rnn_hidden)
-            with torch.no_grad():
-                for _ in range(max_steps):
-                    z = vae.encode(torch.from_numpy(np.array(obs["image"][None])))[0]
-                    action = controller(np.concatenate([z[0].numpy(), h[0].numpy()]))
-                    obs, reward, terminated, truncated, _ = env.step(action)
-                    total += float(reward)
-                    _, out, state = rnn(z[:, None], torch.from_numpy(action)[None, None], state)
-                    h = out[:, 0]
-                    since_progress = 0 if reward > 0 else since_progress + 1
-                    if terminated or truncated or (patience > 0 and since_progress >= patience):
-                        break
+            for _ in range(max_steps):
+                obs, reward, terminated, truncated, _ = env.step(acting.act(obs, mode="eval"))
+                total += float(reward)
+                since_progress = 0 if reward > 0 else since_progress + 1
+                if terminated or truncated or (patience > 0 and since_progress >= patience):
+                    break
         finally:
             env.close()
         return total
 
-    def _dream_return(self, controller: LinearController, rnn: MDNRNN, start_z: np.ndarray,
-                      generator: torch.Generator, max_steps: int) -> float:
-        z = torch.from_numpy(start_z)[None]
-        state = rnn.initial_state(1)
-        h = torch.zeros(1, self.wm.rnn_hidden)
-        total = 0.0
-        with torch.no_grad():
-            for _ in range(max_steps):
-                action = controller(np.concatenate([z[0].numpy(), h[0].numpy()]))
-                out, hs, state = rnn(z[:, None], torch.from_numpy(action)[None, None], state)
-                h = hs[:, 0]
-                total += float(out.reward[0, 0])
-                if float(torch.sigmoid(out.done_logit[0, 0])) > torch.rand(1, generator=generator).item():
-                    break
-                z = MDNRNN.sample(out, self.wm.temperature, generator)[:, 0]
-        return total
+    def _starts(self) -> list[np.ndarray]:
+        """Dreams start from the latents of recorded first frames."""
+        return [np.load(f)["mean"][0] for f in sorted(self._require(self.directory / "series", "encode").glob("*.npz"))]
 
-    def train_controller(self) -> None:
+    def search(self, in_dream: bool, temperature: float, label: str = "C (CMA-ES)"
+               ) -> tuple[np.ndarray, list[dict[str, float]]]:
+        """CMA-ES over C's parameters, scored on the real env or in M's dream at `temperature`.
+
+        Returns the best parameters and the per-generation scores (of the objective CMA-ES maximised:
+        the return, or its negative with `objective: minimize`, the learning check's negative control).
+        """
         vae, rnn, action_dim = self._models()
-        env = self._env(self.config.seed)
-        low, high = env.action_space.low, env.action_space.high
-        env.close()
-        input_dim = self.wm.z_dim + self.wm.rnn_hidden
-        starts = [np.load(f)["mean"][0] for f in sorted((self.directory / "series").glob("*.npz"))]
+        low, high = self._box()
+        starts = self._starts() if in_dream else []
         generator = torch.Generator().manual_seed(self.config.seed)
-        calls = iter(range(10**12))
+        sign = {"maximize": 1.0, "minimize": -1.0}[self.wm.objective]
         history: list[dict[str, float]] = []
         rollouts = self.wm.candidate_rollouts
+        calls = iter(range(10**12))
 
         def score(params: np.ndarray) -> float:
-            controller = LinearController.from_flat(params, input_dim, low, high)
-            call = next(calls)
-            if self.wm.train_in_dream:
-                return float(np.mean([self._dream_return(controller, rnn, starts[(call + k) % len(starts)], generator,
-                                                         self.wm.rollout_steps)
-                                      for k in range(rollouts)]))
+            controller = LinearController.from_flat(params, self.wm.z_dim + self.wm.rnn_hidden, low, high)
+            if in_dream:
+                return sign * dream_score(controller, rnn, starts, next(calls) * rollouts, rollouts, temperature,
+                                          generator, self.wm.rollout_steps)
             # every candidate of a generation drives the same tracks (a fair comparison); new tracks each
             # generation, so C does not overfit a few of them
             first = self.config.seed + 1000 + len(history) * rollouts
-            return float(np.mean([self._real_return(controller, vae, rnn, first + k, self.wm.rollout_steps,
-                                                    self.wm.patience)
-                                  for k in range(rollouts)]))
+            acting = TorchWorldModelsActing(vae, rnn, controller)
+            return sign * float(np.mean([self.episode(acting, first + k, self.wm.rollout_steps, self.wm.patience)
+                                         for k in range(rollouts)]))
 
-        size = LinearController.size(input_dim, action_dim)
-        with self._bar(self.wm.generations, "C (CMA-ES)") as bar:
+        size = LinearController.size(self.wm.z_dim + self.wm.rnn_hidden, action_dim)
+        with self._bar(self.wm.generations, label) as bar:
             def on_generation(generation: int, record: dict[str, float]) -> None:
                 history.append(record)
                 bar.update()
@@ -296,7 +295,11 @@ class WorldModelsRun:
             result = cma_search(score, size, self.wm.generations, self.wm.population, self.wm.sigma0,
                                 self.config.seed, x0=self._initial_params(size, action_dim),
                                 on_generation=on_generation)
-        np.save(self.directory / "controller.npy", result.best_params.astype(np.float32))
+        return result.best_params.astype(np.float32), history
+
+    def train_controller(self) -> None:
+        params, history = self.search(self.wm.train_in_dream, self.wm.temperature)
+        np.save(self.directory / "controller.npy", params)
         atomic_write_bytes(self.directory / "controller_history.json", json.dumps(history).encode())
 
     def _initial_params(self, size: int, action_dim: int) -> np.ndarray:
@@ -309,22 +312,68 @@ class WorldModelsRun:
             x0[-action_dim:] = self.wm.initial_bias
         return x0
 
-    def evaluate(self) -> dict[str, Any]:
-        """The controller's returns over `eval_tracks` episodes (tracks) of the real env."""
+    def export(self) -> Path:
+        """V's encoder, C and M's LSTM step as one ONNX graph, `policy.onnx` (what an actor runs)."""
+        from daydream.export.worldmodels_onnx import export_worldmodels_onnx
+
         vae, rnn, _ = self._models()
         params = np.load(self._require(self.directory / "controller.npy", "train-controller"))
-        env = self._env(self.config.seed)
-        low, high = env.action_space.low, env.action_space.high
-        env.close()
-        controller = LinearController.from_flat(params, self.wm.z_dim + self.wm.rnn_hidden, low, high)
-        returns = []
-        with self._bar(self.wm.eval_tracks, "eval") as bar:
-            for k in range(self.wm.eval_tracks):
-                returns.append(self._real_return(controller, vae, rnn, self.config.seed + 100_000 + k,
-                                                 self.wm.eval_steps))
+        path = self.directory / "policy.onnx"
+        atomic_write_bytes(path, export_worldmodels_onnx(vae, rnn, self._controller(params)))
+        return path
+
+    def acting(self, runtime: str) -> Any:
+        """The trained policy on `runtime`: onnx (the exported graph on onnxruntime) or torch."""
+        if runtime == "onnx":
+            from daydream.runtime.acting_worldmodels import WorldModelsActing
+
+            return WorldModelsActing(self._require(self.directory / "policy.onnx", "export").read_bytes())
+        if runtime == "torch":
+            vae, rnn, _ = self._models()
+            params = np.load(self._require(self.directory / "controller.npy", "train-controller"))
+            return TorchWorldModelsActing(vae, rnn, self._controller(params))
+        raise ValueError(f"worldmodels.eval_runtime must be onnx or torch, got {runtime!r}")
+
+    def returns(self, acting: Any, tracks: int, what: str) -> list[float]:
+        """Returns on the evaluation tracks 0..tracks-1 (the same tracks for every policy)."""
+        out = []
+        with self._bar(tracks, what) as bar:
+            for k in range(tracks):
+                out.append(self.episode(acting, self.config.seed + 100_000 + k, self.wm.eval_steps))
                 bar.update()
-        result = {"tracks": len(returns), "mean_return": float(np.mean(returns)),
-                  "std_return": float(np.std(returns)), "returns": returns,
-                  "trained_in_dream": self.wm.train_in_dream, "temperature": self.wm.temperature}
+        return out
+
+    def evaluate(self) -> dict[str, Any]:
+        """C's returns over `eval_tracks` tracks of the real env, and a random policy's on `random_tracks` of them."""
+        returns = self.returns(self.acting(self.wm.eval_runtime), self.wm.eval_tracks, "eval")
+        result: dict[str, Any] = {
+            "tracks": len(returns), "mean_return": float(np.mean(returns)), "std_return": float(np.std(returns)),
+            "returns": returns, "runtime": self.wm.eval_runtime, "trained_in_dream": self.wm.train_in_dream,
+            "temperature": self.wm.temperature}
+        if self.wm.random_tracks > 0:
+            low, high = self._box()
+            random = self.returns(RandomActing(low, high, self.config.seed), self.wm.random_tracks, "random policy")
+            result.update(random_tracks=len(random), random_mean_return=float(np.mean(random)),
+                          random_std_return=float(np.std(random)), random_returns=random)
         atomic_write_bytes(self.directory / "eval.json", json.dumps(result, indent=1).encode())
         return result
+
+    def dream_table(self) -> list[dict[str, Any]]:
+        """For each of `dream_temperatures`: C trained in M's dream at that τ, its virtual score (mean dream
+        return at τ over `eval_tracks` dreams) and its actual score (on `eval_tracks` real tracks), the
+        paper's table; written to dream_table.json (not a stage of `all`)."""
+        vae, rnn, _ = self._models()
+        starts, rows = self._starts(), []
+        for temperature in self.wm.dream_temperatures:
+            params, history = self.search(True, temperature, f"C in the dream, tau {temperature}")
+            controller = self._controller(params)
+            generator = torch.Generator().manual_seed(self.config.seed + 7)
+            virtual = [dream_episode(controller, rnn, starts[k % len(starts)], temperature, generator,
+                                     self.wm.eval_steps).total for k in range(self.wm.eval_tracks)]
+            actual = self.returns(TorchWorldModelsActing(vae, rnn, controller), self.wm.eval_tracks,
+                                  f"actual, tau {temperature}")
+            rows.append({"temperature": temperature, "virtual_mean": float(np.mean(virtual)),
+                         "virtual_std": float(np.std(virtual)), "actual_mean": float(np.mean(actual)),
+                         "actual_std": float(np.std(actual)), "tracks": len(actual), "history": history})
+            atomic_write_bytes(self.directory / "dream_table.json", json.dumps(rows, indent=1).encode())
+        return rows
