@@ -17,7 +17,7 @@ import signal
 import sys
 from pathlib import Path
 
-from daydream.config import ConfigError, load_config
+from daydream.config import POLICY_RUNTIMES, ConfigError, load_config
 
 
 def _add_config_args(parser: argparse.ArgumentParser) -> None:
@@ -248,7 +248,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_args(p)
     p.add_argument("--learner", help="the learner's address tcp://HOST:PORT (default: transport.learner); "
                                      "policies come from PORT+1")
-    p.add_argument("--policy", choices=["onnx", "torch"], help="policy runtime (default: transport.policy)")
+    p.add_argument("--policy-runtime", "--policy", dest="policy", choices=POLICY_RUNTIMES,
+                   help="policy runtime (default: transport.policy_runtime)")
     p.add_argument("--id", help="actor id (default: transport.actor_id, else the hostname)")
     p.add_argument("--steps", type=int, default=0, help="stop after this many env steps (0: run until stopped)")
     p.set_defaults(func=cmd_actor)
@@ -256,7 +257,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("run", help="start a learner and N actors on this machine as separate processes")
     _add_config_args(p)
     p.add_argument("--actors", type=int, default=1, help="number of actor processes")
-    p.add_argument("--policy", choices=["onnx", "torch"], help="actors' policy runtime (default: transport.policy)")
+    p.add_argument("--policy-runtime", "--policy", dest="policy", choices=POLICY_RUNTIMES,
+                   help="actors' policy runtime (default: transport.policy_runtime)")
     p.add_argument("--resume", action="store_true", help="continue the run in --logdir")
     p.add_argument("--no-report", dest="report", action="store_false",
                    help="skip the report (learning curve, video, evaluation) after training")

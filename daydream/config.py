@@ -12,6 +12,7 @@ import dataclasses
 import difflib
 import hashlib
 import json
+import logging
 import os
 import types
 import typing
@@ -26,6 +27,13 @@ from daydream.drivers.safety import SafetyConfig
 REPO_ROOT = Path(__file__).resolve().parents[1]
 # Size presets renamed when they took the official DreamerV3 shapes (issue 12).
 RENAMED_SIZES = {"12m": "size12m", "25m": "size25m", "50m": "size50m"}
+# Config keys renamed since (section, old, new): the old name still loads, with a deprecation warning.
+# transport.policy held the actor's policy runtime (onnx | torch), now also the PlaNet planner (issue 15).
+RENAMED_KEYS = (("transport", "policy", "policy_runtime"),)
+# What an actor can run (transport.policy_runtime, `--policy-runtime`): keep in step with TransportConfig.
+POLICY_RUNTIMES = ("onnx", "torch", "planner")
+
+log = logging.getLogger(__name__)
 
 
 class ConfigError(ValueError):
@@ -123,6 +131,19 @@ class BehaviorConfig:
     retnorm_low: float
     retnorm_high: float
     retnorm_floor: float
+    kind: Literal["dreamer", "planet"]
+    planner: "PlannerConfig"
+
+
+@dataclasses.dataclass(frozen=True)
+class PlannerConfig:
+    """PlaNet's model-predictive control (behavior.kind: planet): CEM over action sequences in the RSSM."""
+    horizon: int
+    candidates: int
+    top_k: int
+    iterations: int
+    explore_noise: float
+    objective: Literal["maximize", "minimize"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -175,7 +196,7 @@ class TransportConfig:
     bind: str
     learner: str
     actor_id: str
-    policy: Literal["onnx", "torch"]
+    policy_runtime: Literal["onnx", "torch", "planner"]
     policy_threads: int
     chunk_length: int
     publish_every: int
@@ -264,7 +285,7 @@ class Config:
         data = self.to_dict()
         for key, value in changes.items():
             _set_dotted(data, key.replace("__", "."), value)
-        return _build(Config, data, "")
+        return _build(Config, _renamed(data, "replace()"), "")
 
 
 def save_config_yaml(config: Config, path: str | Path) -> None:
@@ -327,8 +348,23 @@ def load_config(
     merged = defaults
     for layer, origin in ((recipes[recipe], f"recipes.{recipe}"), (sizes[size], f"sizes.{size}"),
                           (task_data, "task config"), (override_data, "--set")):
-        merged = _merge(merged, layer, origin)
+        merged = _merge(merged, _renamed(layer, origin), origin)
     return _build(Config, merged, "")
+
+
+def _renamed(data: dict[str, Any], origin: str) -> dict[str, Any]:
+    """`data` with deprecated key names (RENAMED_KEYS) moved to their new names, warning once per key."""
+    for section, old, new in RENAMED_KEYS:
+        node = data.get(section)
+        if not isinstance(node, dict) or old not in node:
+            continue
+        if new in node:
+            raise ConfigError(f"config keys '{section}.{old}' and '{section}.{new}' both given (from {origin}); "
+                              f"'{section}.{old}' is the deprecated name of '{section}.{new}': keep only the new one")
+        log.warning("config key '%s.%s' (from %s) is deprecated; use '%s.%s'", section, old, origin, section, new)
+        node = {(new if k == old else k): v for k, v in node.items()}
+        data = {**data, section: node}
+    return data
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
@@ -462,12 +498,12 @@ def _coerce(hint: Any, value: Any, name: str) -> Any:
 
 def config_from_dict(data: dict[str, Any], overrides: typing.Sequence[str] = ()) -> Config:
     """Rebuild a Config saved with `Config.to_dict()` (e.g. in a checkpoint), with overrides."""
-    merged = dict(data)
+    merged = _renamed(dict(data), "a saved config")
     for item in overrides:
         if "=" not in item:
             raise ConfigError(f"override '{item}' must look like key.sub=value")
         key, raw = item.split("=", 1)
-        merged = _merge(merged, _nested(key.strip(), yaml.safe_load(raw)), "--set")
+        merged = _merge(merged, _renamed(_nested(key.strip(), yaml.safe_load(raw)), "--set"), "--set")
     return _build(Config, merged, "")
 
 

@@ -92,6 +92,15 @@ class Agent:
         self.critic_opt = ClippedAdam(behavior.critic.parameters(), bc.critic_lr, bc.eps, bc.critic_clip, bc.clip_mode,
                                       bc.agc, bc.opt, bc.warmup)
         self.updates = 0
+        # behavior.kind: planet acts by planning over the world model (PlaNet); the actor and critic stay untrained
+        self.planner = None
+        if config.behavior.kind == "planet":
+            if self.discrete:
+                raise ConfigError("behavior.kind: planet plans continuous actions (CEM over the action box); this "
+                                  "env's actions are discrete: use behavior.kind: dreamer or a continuous action space")
+            from daydream.agent.planet import LatentPlanner
+
+            self.planner = LatentPlanner(wm, config.behavior.planner, self.action_dim)
         # compile: the RSSM's step functions, which the filter and imagination loops call at every
         # step (compiling the losses whole unrolled the loops and took minutes); the rest stays eager
         if config.compile:
@@ -127,11 +136,14 @@ class Agent:
             embed = self.wm.encoder(data)
             fixed = {k: torch.as_tensor(v, device=self.device) for k, v in (noise or {}).items()}
             post = self.wm.rssm.obs_step(latent, state["action"], embed, data["is_first"], noise=fixed.get("latent"))
-            params = self.behavior.actor.dist_params(self.wm.rssm.feat(post))
-            if mode == "explore":
-                action = self.behavior.actor.sample(params, fixed.get("action"))
+            if self.planner is not None:  # PlaNet: `noise` may also fix the planner's draws (planet.py)
+                action = self.planner.act(post, mode, fixed)
             else:
-                action = self.behavior.actor.mode(params)
+                params = self.behavior.actor.dist_params(self.wm.rssm.feat(post))
+                if mode == "explore":
+                    action = self.behavior.actor.sample(params, fixed.get("action"))
+                else:
+                    action = self.behavior.actor.mode(params)
         action = action.float()
         if self.discrete:  # exact one-hot: the straight-through sample carries rounding error
             action = torch.nn.functional.one_hot(action.argmax(-1), self.action_dim).float()
@@ -146,6 +158,9 @@ class Agent:
         with self._autocast():
             model_loss, post, metrics = self._wm_loss(data)
         metrics["model_grad_norm"] = self.model_opt.step(model_loss)
+        if self.planner is not None:  # PlaNet: only the world model learns; behaviour is planning
+            self.updates += 1
+            return metrics
         with self._autocast():
             actor_loss, targets, behavior_metrics = self._actor_loss(self.wm, post, data["is_terminal"])
         metrics["actor_grad_norm"] = self.actor_opt.step(actor_loss)

@@ -60,17 +60,24 @@ def cem(score: Callable[[Tensor], Tensor], horizon: int, action_dim: int, candid
     return CEMResult(mean, std, best)
 
 
-def latent_returns(img_step: Callable[[dict[str, Tensor], Tensor], dict[str, Tensor]],
-                   reward: Callable[[dict[str, Tensor]], Tensor], start: dict[str, Tensor]
-                   ) -> Callable[[Tensor], Tensor]:
-    """A CEM score: the summed predicted reward of each action sequence, rolled out from `start` (batch 1)."""
+def latent_returns(img_step: Callable[..., dict[str, Tensor]], reward: Callable[[dict[str, Tensor]], Tensor],
+                   start: dict[str, Tensor], noise: Tensor | None = None) -> Callable[[Tensor], Tensor]:
+    """A CEM score: the summed predicted reward of each action sequence, rolled out from `start` (batch 1).
+
+    With `noise` ([candidates, horizon, ...]: the latent samples' noise), step t calls
+    `img_step(state, action, noise[:, t])`, the same noise for every call of the score (every
+    CEM iteration); without it, `img_step(state, action)` draws its own.
+    """
 
     def score(actions: Tensor) -> Tensor:
         n, horizon = actions.shape[:2]
+        if noise is not None and tuple(noise.shape[:2]) != (n, horizon):
+            raise ValueError(f"latent noise must start with (candidates, horizon) = {(n, horizon)}, "
+                             f"got {tuple(noise.shape)}")
         state = {k: v.expand(n, *v.shape[1:]) for k, v in start.items()}
         total = torch.zeros(n, device=actions.device)
         for t in range(horizon):
-            state = img_step(state, actions[:, t])
+            state = img_step(state, actions[:, t]) if noise is None else img_step(state, actions[:, t], noise[:, t])
             total = total + reward(state).reshape(n)
         return total
 

@@ -78,7 +78,15 @@ def example_inputs(spec: PolicySpec, batch: int = 1) -> list[np.ndarray]:
 
 
 def export_onnx(agent: Agent, path: str | Path | None = None, version: int = 0) -> bytes:
-    """Export `agent`'s acting graph; writes it to `path` if given and returns the bytes."""
+    """Export `agent`'s acting graph; writes it to `path` if given and returns the bytes.
+
+    A PlaNet agent (`behavior.kind: planet`) has no actor to export: it gets its planning
+    graphs instead, as a planner bundle (`daydream.export.planner_export`).
+    """
+    if agent.config.behavior.kind == "planet":
+        from daydream.export.planner_export import export_planner
+
+        return export_planner(agent, path, version)
     spec = policy_spec(agent, version)
     graph = ActingGraph(agent if agent.device.type == "cpu" else _cpu_copy(agent)).eval()
     args = tuple(torch.as_tensor(a) for a in example_inputs(spec, batch=2))

@@ -13,6 +13,7 @@ from typing import Literal
 
 import numpy as np
 
+from daydream.export.planner_bundle import is_planner_bundle
 from daydream.export.spec import METADATA_KEY, PolicySpec
 
 log = logging.getLogger(__name__)
@@ -29,6 +30,9 @@ class OnnxPolicy:
         options.inter_op_num_threads = 1
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         source = model if isinstance(model, bytes) else str(model)
+        if isinstance(model, bytes) and is_planner_bundle(model):
+            raise ValueError("this policy is a PlaNet planner bundle (the learner trains behavior.kind: planet), "
+                             "not an acting graph: use transport.policy_runtime: planner")
         try:
             self.session = ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
         except Exception as exc:  # onnxruntime raises its own exception types

@@ -20,7 +20,7 @@ import logging
 import sys
 import threading
 
-from daydream.config import Config, ConfigError
+from daydream.config import POLICY_RUNTIMES, Config, ConfigError
 from daydream.drivers import DriverError, DriverSpec, driver_class
 from daydream.ros.conversions import sensor_topics
 from daydream.ros.node_main import load_node_config, node_parser, open_node, start_node
@@ -54,7 +54,8 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = node_parser("robot_actor")
     parser.add_argument("--learner", help="the learner's address tcp://HOST:PORT (default: transport.learner)")
-    parser.add_argument("--policy", choices=["onnx", "torch"], help="policy runtime (default: transport.policy)")
+    parser.add_argument("--policy-runtime", "--policy", dest="policy", choices=POLICY_RUNTIMES,
+                        help="policy runtime (default: transport.policy_runtime)")
     parser.add_argument("--id", help="actor id (default: transport.actor_id, else the hostname)")
     args, stops = start_node("robot_actor", parser, argv)
     try:

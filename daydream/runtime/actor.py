@@ -39,13 +39,14 @@ from typing import Any
 
 import numpy as np
 
-from daydream.config import Config
+from daydream.config import POLICY_RUNTIMES, Config
 from daydream.drivers import DriverError
 from daydream.envs import make_env
 from daydream.envs.contract import random_action, zero_action
 from daydream.runtime.acting import ActingPolicy, OnnxActing, TorchActing
 from daydream.runtime.evaluate import EpisodeDiagnostics
 from daydream.runtime.metrics import MetricsWriter
+from daydream.runtime.planner_acting import PlannerActing, wire_format
 from daydream.runtime.policy_store import PolicyStore
 from daydream.runtime.status import STATUS_NAME, StatusFile, read_status
 from daydream.transport import ExperienceSender, PolicyClient
@@ -96,9 +97,9 @@ class Actor:
         self.config = config
         self.actor_id = check_actor_id(tc.actor_id or default_actor_id())
         self.endpoint = check_endpoint(learner or tc.learner, "--learner / transport.learner")
-        self.format = policy or tc.policy
-        if self.format not in ("onnx", "torch"):
-            raise ValueError(f"policy must be onnx or torch, got {self.format!r}")
+        self.format = policy or tc.policy_runtime
+        if self.format not in POLICY_RUNTIMES:
+            raise ValueError(f"policy runtime must be one of {', '.join(POLICY_RUNTIMES)}, got {self.format!r}")
         self.max_steps = max_steps
         self.dir = Path(config.logdir) / "actors" / self.actor_id
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -132,7 +133,7 @@ class Actor:
                                        spool_max_bytes=int(tc.spool_max_mb * 2**20),
                                        when_full="wait" if self.paced else "drop_oldest")
         self.client = PolicyClient(policy_endpoint(self.endpoint), self.actor_id,
-                                   have_version=self.policy.version if self.policy else 0, format=self.format,
+                                   have_version=self.policy.version if self.policy else 0, format=wire_format(self.format),
                                    curve=curve, request_interval_s=tc.policy_request_interval_s,
                                    learner_timeout_s=tc.learner_timeout_s, max_message_bytes=tc.max_message_bytes)
         self.sender.policy_version = self.policy.version if self.policy else 0
@@ -282,9 +283,12 @@ class Actor:
     # -- policies ------------------------------------------------------------------------
 
     def _make_policy(self, update: PolicyUpdate) -> ActingPolicy:
-        if self.format == "onnx":
+        if self.format in ("onnx", "planner"):
             if update.onnx is None:
                 raise ValueError("no ONNX graph in this policy")
+            if self.format == "planner":
+                return PlannerActing(update.onnx, self.config.behavior.planner,
+                                     threads=self.config.transport.policy_threads, seed=self._seed)
             return OnnxActing(update.onnx, threads=self.config.transport.policy_threads, seed=self._seed)
         if update.weights is None:
             raise ValueError("no torch weights in this policy")
@@ -311,7 +315,7 @@ class Actor:
             update = self.client.poll()
             if update is None:
                 return
-            if self.format == "onnx":
+            if self.format != "torch":
                 self._building = (update, self._builder.submit(self._prepare, update))
             else:  # torch policies load into the one agent the current policy uses: swap in place, now
                 future: Future = Future()

@@ -26,10 +26,11 @@ import numpy as np
 
 from daydream.config import Config, config_from_dict, load_config
 from daydream.envs import make_env
-from daydream.runtime.acting import OnnxActing, RandomActing
+from daydream.runtime.acting import RandomActing
 from daydream.runtime.checkpoint import CHECKPOINT_NAME
 from daydream.runtime.evaluate import EvalResult, evaluate
 from daydream.runtime.metrics import read_metrics
+from daydream.runtime.planner_acting import exported_acting
 from daydream.runtime.policy_store import PolicyStore
 from daydream.runtime.video import save_video
 from daydream.transport.policy import PolicyUpdate
@@ -166,7 +167,7 @@ def make_report(logdir: str | Path, episodes: int = 1, video: bool = True) -> Re
     if curve is None:
         log.warning("no episodes in %s yet: no learning curve", logdir / "metrics.jsonl")
     update = exported_policy(logdir)
-    policy = OnnxActing(update.onnx, threads=config.transport.policy_threads, seed=config.seed)
+    policy = exported_acting(update.onnx, config, seed=config.seed)  # an acting graph, or PlaNet's planner
     env = make_env(config.env, seed=config.seed + 30_000, robot=config.robot)
     try:
         result = evaluate(policy, env, episodes, record_video=video, seed=config.seed + 30_000, render=True)
