@@ -3,6 +3,8 @@ torch planner's plans given the same noise; the runtimes refuse each other's art
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
 import torch
@@ -101,3 +103,51 @@ def test_torch_runtime_weights_carry_the_reward_head_for_planning():
     obs = {k: v[:, 0] for k, v in synthetic_batch(obs_space, 2, b=1).items() if k in obs_space.spaces}
     noise = noise_for(learner, 1, np.random.default_rng(3))
     np.testing.assert_array_equal(actor.policy(obs, noise=noise)[0], learner.policy(obs, noise=noise)[0])
+
+
+@pytest.mark.timeout(120)
+def test_an_actor_with_the_planner_runtime_takes_the_learners_bundle_and_plans(tmp_path):
+    """In-process: a policy server publishes a planet agent's bundle; an actor with policy_runtime: planner
+    asks for it (as `onnx` bytes), builds the numpy + onnxruntime planner, caches it and acts with it."""
+    import threading
+
+    from daydream.config import load_config
+    from daydream.envs import make_env
+    from daydream.runtime.actor import Actor
+    from daydream.transport import PolicyServer
+    from daydream.transport.endpoints import policy_endpoint
+    from processes import free_port_pair
+
+    port = free_port_pair()
+    learner = f"tcp://127.0.0.1:{port}"
+    config = load_config("planet_pendulum", [
+        f"logdir={tmp_path}", f"transport.learner={learner}", "transport.actor_id=p0", "transport.pace_actors=false",
+        "transport.policy_runtime=planner", "transport.policy_request_interval_s=0.05", "transport.drain_timeout_s=0.2",
+        "behavior.planner.candidates=16", "behavior.planner.top_k=4", "behavior.planner.iterations=2",
+        "behavior.planner.horizon=3", "device=cpu"])
+    env = make_env(config.env, seed=0)
+    agent = Agent(config, env.observation_space, env.action_space)
+    env.close()
+    stop = threading.Event()
+    with PolicyServer(policy_endpoint(learner)) as server:
+        server.publish(export_onnx(agent, version=1), 1)
+        actor = Actor(config)
+        runner = threading.Thread(target=actor.run, args=(stop,))
+        runner.start()
+        try:
+            deadline = time.monotonic() + 60
+            acted_from = None
+            while time.monotonic() < deadline:
+                server.poll(10)
+                if acted_from is None and isinstance(actor.policy, PlannerActing):
+                    acted_from = actor.counters["steps_acted"]
+                if acted_from is not None and actor.counters["steps_acted"] >= acted_from + 20:
+                    break
+            else:
+                pytest.fail(f"the actor did not plan 20 steps with the published planner (policy {actor.policy})")
+        finally:
+            stop.set()
+            runner.join(30)
+            actor.close()
+    assert actor.policy.version == 1 and actor.rejected_policies == 0
+    assert is_planner_bundle(actor.store.load().onnx)  # cached for the next start
