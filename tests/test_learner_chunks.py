@@ -10,7 +10,7 @@ from daydream.runtime.learner import Learner
 
 def _chunk(learner: Learner, start: int, length: int) -> dict[str, np.ndarray]:
     """A chunk that fits the learner's spec; `reward` counts steps so any seam shows after sampling."""
-    chunk = {k: np.zeros((length, *shape), dtype) for k, (shape, dtype) in learner.spec.items()}
+    chunk = {k: np.zeros((length, *shape), learner.spec.dtypes[k]) for k, shape in learner.spec.shapes.items()}
     chunk["reward"] = np.arange(start, start + length, dtype=np.float32)
     return chunk
 

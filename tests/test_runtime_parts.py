@@ -13,9 +13,9 @@ import pytest
 from daydream.agent import Agent
 from daydream.export.onnx_export import export_onnx
 from daydream.export.weights import acting_weights, load_acting_weights
+from daydream.replay.spec import Spec
 from daydream.runtime.acting import OnnxActing, TorchActing
 from daydream.runtime.actor import ChunkBuilder, check_actor_id
-from daydream.runtime.learner import check_chunk, chunk_spec
 from daydream.runtime.policy_store import PolicyStore
 from daydream.transport.endpoints import local_connect_address, policy_endpoint
 from daydream.transport.policy import PolicyUpdate
@@ -36,15 +36,17 @@ def test_chunk_builder_cuts_fixed_length_chunks():
 
 def test_check_chunk_names_what_differs():
     obs, act = vector_spaces()
-    spec = chunk_spec(obs, act)
-    chunk = {k: np.zeros((5, *shape), dtype) for k, (shape, dtype) in spec.items()}
-    assert check_chunk(chunk, spec, "a0") == 5
-    with pytest.raises(ValueError, match="has keys"):
-        check_chunk({**chunk, "extra": np.zeros(5)}, spec, "a0")
-    with pytest.raises(ValueError, match=r"'position' is float32\(4,\) per step, expected float32\(3,\)"):
-        check_chunk({**chunk, "position": np.zeros((5, 4), np.float32)}, spec, "a0")
-    with pytest.raises(ValueError, match="'action' is float64"):
-        check_chunk({**chunk, "action": np.zeros((5, 2))}, spec, "a0")
+    spec = Spec.of_spaces(obs, act)
+    chunk = {k: np.zeros((5, *shape), spec.dtypes[k]) for k, shape in spec.shapes.items()}
+    assert spec.check_chunk(chunk)[1] == 5
+    with pytest.raises(ValueError, match="keys differ"):
+        spec.check_chunk({**chunk, "extra": np.zeros(5)})
+    with pytest.raises(ValueError, match=r"'position' has shape \(4,\) and dtype float32, but the replay holds "
+                                         r"shape \(3,\) and dtype float32"):
+        spec.check_chunk({**chunk, "position": np.zeros((5, 4), np.float32)})
+    with pytest.raises(ValueError, match="'action' has shape \\(2,\\) and dtype float64"):
+        spec.check_chunk({**chunk, "action": np.zeros((5, 2))})
+    assert Spec.of_spaces(*vector_spaces(3, discrete=True)).shapes["action"] == (3,)  # one-hot
 
 
 def test_policy_store_round_trip_and_rejects_tampering(tmp_path):

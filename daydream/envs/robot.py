@@ -71,7 +71,8 @@ class RobotEnv(gym.Env):
         spaces = {}
         for name in self.vector_sensors:
             s = spec.sensor(name)
-            spaces[name] = gym.spaces.Box(-np.inf, np.inf, (int(np.prod(s.shape)),), np.float32)
+            # the sensor's own shape: ContractAdapter casts and flattens observations, once
+            spaces[name] = gym.spaces.Box(-np.inf, np.inf, tuple(s.shape), np.float32)
         spaces["last_action"] = gym.spaces.Box(-1.0, 1.0, (n,), np.float32)
         self.camera = camera
         if camera:
@@ -178,10 +179,11 @@ class RobotEnv(gym.Env):
         return sample
 
     def _observation(self, sample: SensorSample) -> dict[str, np.ndarray]:
-        obs = {name: np.asarray(sample.values[name], np.float32).reshape(-1) for name in self.vector_sensors}
+        # as the driver gives them: ContractAdapter makes them float32 vectors (uint8 images)
+        obs = {name: sample.values[name] for name in self.vector_sensors}
         obs["last_action"] = self._last_action.copy()
         if self.camera:
-            obs["image"] = np.asarray(sample.values["image"], np.uint8)
+            obs["image"] = sample.values["image"]
         return obs
 
     def _fault(self, message: str, error: type[Exception] = DriverError):

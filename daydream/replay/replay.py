@@ -49,7 +49,7 @@ class Replay:
     """Chunked, durable, memory-mapped experience replay; see the module docstring."""
 
     def __init__(self, directory: str | Path, capacity: int, chunk_size: int, batch_size: int,
-                 batch_length: int, seed: int = 0, max_open_files: int = 256) -> None:
+                 batch_length: int, seed: int = 0, max_open_files: int = 256, spec: Spec | None = None) -> None:
         self.capacity = _positive_int(capacity, "capacity")
         self.chunk_size = _positive_int(chunk_size, "chunk_size")
         self.batch_size = _positive_int(batch_size, "batch_size")
@@ -67,7 +67,7 @@ class Replay:
         self._written = threading.Condition(self._lock)  # signalled whenever a chunk write ends
         self._rng = np.random.default_rng(seed)
         self._files = FileCache(max_open_files)
-        self._spec: Spec | None = None
+        self._spec: Spec | None = spec  # None: the first data fixes it; chunks on disk that differ are skipped
         self._streams: dict[str, Stream] = {}
         self._labels: dict[tuple[str, str], Chunk] = {}
         self._datasets: list[Prefetcher] = []

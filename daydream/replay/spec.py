@@ -1,14 +1,16 @@
 """The shape of a replay's data: one key set, with a per-step shape and dtype per key.
 
-The first step or chunk a replay sees (or the first chunk it loads from disk) fixes
-the spec; everything added later is checked against it so a mismatch fails at the
-`add` that caused it, not deep inside a training batch.
+This is the one chunk contract: `Spec.of_spaces` derives it from an env's spaces (what
+the learner checks actors' chunks against, and what its replay holds). Without one, the
+first step or chunk a replay sees (or loads from disk) fixes the spec. Everything added
+later is checked against it, so a mismatch fails at the `add` that caused it.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 
@@ -25,6 +27,20 @@ class Spec:
     @property
     def step_nbytes(self) -> int:
         return sum(int(np.prod(s, dtype=np.int64)) * self.dtypes[k].itemsize for k, s in self.shapes.items())
+
+    @staticmethod
+    def of_spaces(obs_space: Any, act_space: Any) -> Spec:
+        """The per-step record `{**obs, action, reward}` of an env with these (contract) spaces.
+
+        The action is stored as a float32 vector (one-hot for a Discrete space), the reward as a float32 scalar.
+        """
+        shapes = {k: tuple(s.shape) for k, s in obs_space.spaces.items()}
+        dtypes = {k: np.dtype(s.dtype) for k, s in obs_space.spaces.items()}
+        n = getattr(act_space, "n", None)  # Discrete: one-hot
+        shapes["action"] = (int(n),) if n is not None else tuple(act_space.shape)
+        shapes["reward"] = ()
+        dtypes["action"] = dtypes["reward"] = np.dtype(np.float32)
+        return Spec(shapes, dtypes)
 
     @staticmethod
     def of_step(step: Mapping[str, np.ndarray]) -> Spec:

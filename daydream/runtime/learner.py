@@ -24,7 +24,6 @@ import threading
 import time
 from collections import deque
 
-import gymnasium as gym
 import numpy as np
 
 from daydream.agent import Agent
@@ -32,6 +31,7 @@ from daydream.config import Config
 from daydream.envs import make_env
 from daydream.export.onnx_export import export_onnx
 from daydream.export.weights import acting_weights
+from daydream.replay.spec import Spec
 from daydream.runtime.checkpoint import CHECKPOINT_NAME, save_checkpoint
 from daydream.runtime.learner_link import LearnerLink
 from daydream.runtime.metrics import MetricsWriter
@@ -42,30 +42,6 @@ from daydream.transport.endpoints import check_bind_security
 from daydream.transport.policy import PolicyUpdate
 
 log = logging.getLogger(__name__)
-
-
-def chunk_spec(obs_space: gym.spaces.Dict, act_space: gym.Space) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
-    """Per-step shape and dtype of every array in an experience chunk for these spaces."""
-    spec = {k: (tuple(s.shape), np.dtype(s.dtype)) for k, s in obs_space.spaces.items()}
-    action_dim = int(act_space.n) if isinstance(act_space, gym.spaces.Discrete) else int(act_space.shape[0])
-    spec["action"] = ((action_dim,), np.dtype(np.float32))
-    spec["reward"] = ((), np.dtype(np.float32))
-    return spec
-
-
-def check_chunk(chunk: dict[str, np.ndarray], spec: dict[str, tuple[tuple[int, ...], np.dtype]], who: str) -> int:
-    """Raise ValueError naming what differs if `chunk` does not fit `spec`; returns its length."""
-    if set(chunk) != set(spec):
-        raise ValueError(f"chunk from {who} has keys {sorted(chunk)}, this learner's env gives {sorted(spec)}; "
-                         "actor and learner must run the same env config")
-    length = None
-    for key, (shape, dtype) in spec.items():
-        arr = chunk[key]
-        if tuple(arr.shape[1:]) != shape or arr.dtype != dtype:
-            raise ValueError(f"chunk from {who}: '{key}' is {arr.dtype}{tuple(arr.shape[1:])} per step, expected "
-                             f"{dtype}{shape}; actor and learner must run the same env config")
-        length = arr.shape[0] if length is None else length
-    return int(length or 0)
 
 
 class Learner:
@@ -79,9 +55,9 @@ class Learner:
         env = make_env(config.env, seed=config.seed, robot=config.robot)  # only for the spaces: the learner never steps an env
         self.obs_space, self.act_space = env.observation_space, env.action_space
         env.close()
-        self.spec = chunk_spec(self.obs_space, self.act_space)
+        self.spec = Spec.of_spaces(self.obs_space, self.act_space)  # what actors' chunks and the replay hold
         self.agent = Agent(config, self.obs_space, self.act_space)
-        self.replay = open_replay(config, self.logdir)
+        self.replay = open_replay(config, self.logdir, self.spec)
         self.ratio = train_ratio(config)
         self.metrics = MetricsWriter(self.logdir)
         self.status = StatusFile(self.logdir / STATUS_NAME, config.transport.status_every_s)
@@ -130,8 +106,13 @@ class Learner:
         return int(due + self.config.transport.pace_slack_steps - self.received_steps)
 
     def _on_chunk(self, actor_id: str, seq: int, episode_id: int, chunk: dict[str, np.ndarray]) -> None:
-        length = check_chunk(chunk, self.spec, f"actor {actor_id}")
-        self.replay.add_chunk(chunk, stream=actor_id, name=f"{actor_id}-{seq}", position=seq)
+        try:
+            _, length = self.spec.check_chunk(chunk)
+        except ValueError as exc:
+            raise ValueError(f"chunk from actor {actor_id}: {exc}; actor and learner must run the same env "
+                             "config") from None
+        # Duplicates never get here: the receiver's seen-set drops them (see transport/receiver.py).
+        self.replay.add_chunk(chunk, stream=actor_id, position=seq)
         self._new_received += length
         # Episode returns for the log. A chunk that does not follow this actor's previous one (out of order
         # after a restart or resend, or after dropped chunks) breaks the open episode: it is not reported.

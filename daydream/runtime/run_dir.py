@@ -14,6 +14,7 @@ import numpy as np
 
 from daydream.config import Config, ConfigError, save_config_yaml
 from daydream.replay import Replay
+from daydream.replay.spec import Spec
 from daydream.runtime.checkpoint import CHECKPOINT_NAME, load_checkpoint
 from daydream.runtime.train_ratio import TrainRatio
 
@@ -53,10 +54,11 @@ def open_run(config: Config, resume: bool) -> tuple[Path, dict[str, Any] | None]
     return logdir, (load_checkpoint(checkpoint) if resume and checkpoint.exists() else None)
 
 
-def open_replay(config: Config, logdir: Path) -> Replay:
+def open_replay(config: Config, logdir: Path, spec: Spec | None = None) -> Replay:
+    """The run's replay; `spec` (from the env's spaces) is what every step and chunk must fit."""
     r = config.replay
     return Replay(r.directory or logdir / "replay", r.capacity, r.chunk_size, r.batch_size, r.batch_length,
-                  seed=config.seed, max_open_files=r.max_open_files)
+                  seed=config.seed, max_open_files=r.max_open_files, spec=spec)
 
 
 def train_ratio(config: Config) -> TrainRatio:

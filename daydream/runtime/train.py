@@ -17,6 +17,7 @@ from daydream.agent import Agent
 from daydream.config import Config
 from daydream.envs import make_env
 from daydream.envs.contract import random_action, zero_action
+from daydream.replay.spec import Spec
 from daydream.runtime.acting import AgentActing, batch_obs
 from daydream.runtime.checkpoint import CHECKPOINT_NAME, save_checkpoint
 from daydream.runtime.evaluate import evaluate
@@ -37,7 +38,7 @@ class Trainer:
         self.env = make_env(config.env, seed=config.seed, robot=config.robot)
         self.eval_env = make_env(config.env, seed=config.seed + 10_000, robot=config.robot)
         self.agent = Agent(config, self.env.observation_space, self.env.action_space)
-        self.replay = open_replay(config, self.logdir)
+        self.replay = open_replay(config, self.logdir, Spec.of_spaces(self.env.observation_space, self.env.action_space))
         self.ratio = train_ratio(config)
         self.metrics = MetricsWriter(self.logdir)
         self.env_steps = 0

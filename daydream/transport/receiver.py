@@ -3,10 +3,12 @@
 The ack goes out only after `on_chunk` returned (it writes the chunk durably), so an
 acked chunk is never lost. Duplicates (resends after a lost ack, a learner restart or
 an actor restart) are dropped by (actor_id, seq) using a seen-set persisted in
-``state_dir``, and still acked so the actor can clear its spool. The seen-set is saved
-once per `poll()` batch, before the batch's acks are sent: a crash in between only
-means unacked chunks come back and reach `on_chunk` again, which replay.add_chunk
-absorbs (it is idempotent on (stream, name=f"{actor_id}-{seq}")).
+``state_dir``, and still acked so the actor can clear its spool. This seen-set is the
+one authority on duplicates (it also remembers chunks that replay has since evicted).
+It is saved once per `poll()` batch, before the batch's acks are sent: a crash in
+between only means unacked chunks come back and reach `on_chunk` again; the learner's
+replay places a chunk at its position (the seq), which then already holds it, so it
+is not stored twice.
 
 The same socket carries actors' hello/heartbeat messages; every one is answered with a
 learner heartbeat so actors know the learner is alive. Bad messages are counted in
