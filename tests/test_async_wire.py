@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import zmq
 
-from daydream.transport import ExperienceReceiver, ExperienceSender, PolicyServer, encode
+from daydream.transport import ExperienceReceiver, ExperienceSender, PolicyServer, PolicyUpdate, encode
 from daydream.transport.keys import make_key_folder, server_keys_from_dir
 from processes import actor, actor_status, fast_overrides, free_port_pair, learner, learner_status, wait_until
 
@@ -139,7 +139,7 @@ def test_curve_admits_known_actors_only_and_actors_trust_only_their_learner(tmp_
     # an admitted actor pointed at an impostor learner that holds other keys
     fake_port = free_port_pair()
     impostor = PolicyServer(f"tcp://127.0.0.1:{fake_port + 1}", curve=server_keys_from_dir(other))
-    impostor.publish(b"evil policy", 99)
+    impostor.publish(PolicyUpdate(99, b"evil policy"))
     fooled = actor(tmp_path, fast_overrides(logdir, fake_port, *curve, f"transport.curve.keys_dir={keys}",
                                             "transport.pace_actors=false", "transport.drain_timeout_s=1"), "a1")
     procs = (lrn, good, intruder, fooled)

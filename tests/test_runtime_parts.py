@@ -53,10 +53,10 @@ def test_policy_store_round_trip_and_rejects_tampering(tmp_path):
     store = PolicyStore(tmp_path)
     assert store.version() == 0 and store.load() is None
     weights = {"a": np.arange(4, dtype=np.float32)}
-    store.save(PolicyUpdate(3, "", b"graph", weights), {"updates": 9})
+    store.save(PolicyUpdate(3, b"graph", weights), {"updates": 9})
     loaded = store.load()
     assert loaded.version == 3 and loaded.onnx == b"graph" and np.array_equal(loaded.weights["a"], weights["a"])
-    store.save(PolicyUpdate(4, "", b"graph4"))
+    store.save(PolicyUpdate(4, b"graph4"))
     assert store.load().weights is None and store.version() == 4
     store.onnx_path.write_bytes(b"tampered")
     assert store.load() is None  # sha256 in policy.json no longer matches

@@ -17,7 +17,7 @@ import pytest
 import zmq
 
 from daydream.transport import (CurveClientKeys, CurveServerKeys, ExperienceReceiver, ExperienceSender, PolicyClient,
-                                PolicyServer, ProtocolError, decode, encode, generate_keypair)
+                                PolicyServer, PolicyUpdate, ProtocolError, decode, encode, generate_keypair)
 from daydream.transport.seqset import SeqRanges
 from helpers import pump
 
@@ -276,14 +276,14 @@ def test_policy_versions_late_joiner_and_lag(tmp_path):
         pump(lambda: False, lambda: server.poll(5), poll_client, timeout=0.2)
         assert got == [] and client.learner_alive  # answered with heartbeats, nothing to load yet
         v1 = b"onnx-model-v1" * 100
-        server.publish(v1, version=1)
+        server.publish(PolicyUpdate(1, v1))
         assert pump(lambda: len(got) == 1, lambda: server.poll(5), poll_client)
         assert got[0].version == 1 and got[0].onnx == v1 and got[0].sha256 == hashlib.sha256(v1).hexdigest()
-        server.publish(b"onnx-model-v2", version=2)
+        server.publish(PolicyUpdate(2, b"onnx-model-v2"))
         assert pump(lambda: len(got) == 2, lambda: server.poll(5), poll_client)
         assert got[1].version == 2 and got[1].onnx == b"onnx-model-v2"
         with pytest.raises(ValueError):
-            server.publish(b"old", version=2)
+            server.publish(PolicyUpdate(2, b"old"))
 
         with PolicyClient(server.endpoint, "robot-2") as late:
             late_got = []
@@ -336,11 +336,11 @@ def test_torch_format_policies_carry_verified_weights(tmp_path):
                 if update is not None:
                     got[name].append(update)
 
-        server.publish(b"graph-v1", version=1)  # no weights: torch actors get none, and the server counts it
+        server.publish(PolicyUpdate(1, b"graph-v1"))  # no weights: torch actors get none, and the server counts it
         assert pump(lambda: got["onnxy"] and server.stats.get("format_unavailable", 0) >= 1,
                     lambda: server.poll(5), poll_both)
         assert got["torchy"] == []
-        server.publish(b"graph-v2", version=2, weights=weights)
+        server.publish(PolicyUpdate(2, b"graph-v2", weights))
         assert pump(lambda: got["torchy"] and len(got["onnxy"]) == 2, lambda: server.poll(5), poll_both)
         update = got["torchy"][0]
         assert update.version == 2 and update.onnx is None and update.sha256 == weights_digest(weights)
@@ -416,7 +416,7 @@ def test_curve_admits_only_known_actors(tmp_path):
                          request_interval_s=0.02) as good_policy, \
             PolicyClient(policies.endpoint, "bad", curve=CurveClientKeys(bad_sec, learner_pub),
                          request_interval_s=0.02) as bad_policy:
-        policies.publish(b"model", version=1)
+        policies.publish(PolicyUpdate(1, b"model"))
         for i in range(3):
             good.send(make_chunk(2, seed=i), episode_id=0)
             bad.send(make_chunk(2, seed=i), episode_id=0)

@@ -79,7 +79,7 @@ class Learner:
             log.info("serving the stored policy version %d from %s until the next export", initial.version,
                      self.store.directory)
         self.link = LearnerLink(config.transport, self._on_chunk, self.logdir / "link",
-                                (initial.onnx, initial.version, initial.weights) if initial and initial.onnx else None,
+                                initial if initial and initial.onnx else None,
                                 credit=self.credit if config.transport.pace_actors else lambda: None)
         self._dataset = None
         self.done = False  # train.steps reached: actors are being told
@@ -141,12 +141,10 @@ class Learner:
         """Export the current actor, store it and serve it under the next version."""
         version = self.policy_version + 1
         start = time.time()
-        onnx = export_onnx(self.agent, version=version)
-        weights = acting_weights(self.agent)
-        update = PolicyUpdate(version, "", onnx, weights)
+        update = PolicyUpdate(version, export_onnx(self.agent, version=version), acting_weights(self.agent))
         self.store.save(update, {"updates": self.agent.updates, "received_steps": self.received_steps,
                                  "published_at": time.time()})
-        self.link.publish(onnx, version, weights)
+        self.link.publish(update)
         self.policy_version = version
         self._published_at[version] = time.time()
         self._export_started_at[version] = start

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from daydream.config import TransportConfig
-from daydream.transport import ExperienceReceiver, PolicyServer
+from daydream.transport import ExperienceReceiver, PolicyServer, PolicyUpdate
 from daydream.transport.endpoints import policy_endpoint
 from daydream.transport.keys import server_keys_from_dir
 
@@ -31,7 +31,7 @@ OnChunk = Callable[[str, int, int, dict[str, np.ndarray]], None]
 
 class LearnerLink(threading.Thread):
     def __init__(self, config: TransportConfig, on_chunk: OnChunk, state_dir: str | Path,
-                 initial_policy: tuple[bytes, int, dict[str, np.ndarray] | None] | None = None,
+                 initial_policy: PolicyUpdate | None = None,
                  credit: Callable[[], int | None] = lambda: None) -> None:
         super().__init__(name="learner-link", daemon=True)
         self.config = config
@@ -56,9 +56,9 @@ class LearnerLink(threading.Thread):
         if self._error is not None:
             raise self._error
 
-    def publish(self, onnx_bytes: bytes, version: int, weights: dict[str, np.ndarray] | None) -> str:
+    def publish(self, update: PolicyUpdate) -> str:
         assert self._server is not None, "start() the link before publishing"
-        return self._server.publish(onnx_bytes, version, weights)
+        return self._server.publish(update)
 
     def finish(self) -> None:
         """From now on every ack and heartbeat tells actors that the run is over (train.steps reached)."""
@@ -86,7 +86,7 @@ class LearnerLink(threading.Thread):
             self._ready.set()
             return
         if self._initial_policy is not None:
-            server.publish(*self._initial_policy)
+            server.publish(self._initial_policy)
         self._server = server
         self._ready.set()
         last_snapshot = 0.0

@@ -9,7 +9,6 @@ crash between the writes leaves the previous policy, or a mismatch that `load` r
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 from pathlib import Path
@@ -18,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from daydream.atomic import atomic_write, atomic_write_bytes
-from daydream.transport.policy import PolicyUpdate, weights_digest
+from daydream.transport.policy import PolicyUpdate
 
 log = logging.getLogger(__name__)
 
@@ -43,11 +42,11 @@ class PolicyStore:
         meta: dict[str, Any] = {"version": update.version, **(info or {})}
         if update.onnx is not None:
             atomic_write_bytes(self.onnx_path, update.onnx)
-            meta["onnx_sha256"] = hashlib.sha256(update.onnx).hexdigest()
+            meta["onnx_sha256"] = update.onnx_sha256
         if update.weights is not None:
             weights = update.weights
             atomic_write(self.directory / WEIGHTS_NAME, lambda f: np.savez(f, **weights))
-            meta["weights_sha256"] = weights_digest(weights)
+            meta["weights_sha256"] = update.weights_sha256
         atomic_write_bytes(self.directory / META_NAME, json.dumps(meta, indent=1).encode())
 
     def load(self) -> PolicyUpdate | None:
@@ -59,17 +58,18 @@ class PolicyStore:
         try:
             if "onnx_sha256" in meta:
                 onnx = self.onnx_path.read_bytes()
-                if hashlib.sha256(onnx).hexdigest() != meta["onnx_sha256"]:
-                    raise ValueError(f"{self.onnx_path} does not match the sha256 in {META_NAME}")
             if "weights_sha256" in meta:
                 with np.load(self.directory / WEIGHTS_NAME, allow_pickle=False) as npz:
                     weights = {k: npz[k] for k in npz.files}
-                if weights_digest(weights) != meta["weights_sha256"]:
-                    raise ValueError(f"{WEIGHTS_NAME} does not match the sha256 in {META_NAME}")
+            update = PolicyUpdate(int(meta["version"]), onnx, weights)
+            if update.onnx_sha256 != meta.get("onnx_sha256"):
+                raise ValueError(f"{self.onnx_path} does not match the sha256 in {META_NAME}")
+            if update.weights_sha256 != meta.get("weights_sha256"):
+                raise ValueError(f"{WEIGHTS_NAME} does not match the sha256 in {META_NAME}")
         except (OSError, ValueError) as exc:
             log.warning("ignoring the stored policy in %s: %s", self.directory, exc)
             return None
-        return PolicyUpdate(int(meta["version"]), meta.get("onnx_sha256", ""), onnx, weights)
+        return update
 
     def _meta(self) -> dict[str, Any]:
         try:

@@ -96,7 +96,7 @@ def exported_policy(logdir: Path) -> PolicyUpdate:
     agent.load_state_dict(payload["agent"])
     version = max(1, int(payload.get("policy_version", 0)))
     with torch.no_grad():
-        update = PolicyUpdate(version, "", export_onnx(agent, version=version), acting_weights(agent))
+        update = PolicyUpdate(version, export_onnx(agent, version=version), acting_weights(agent))
     store.save(update, {"exported_from": str(checkpoint), "updates": agent.updates})
     log.info("exported the checkpoint's actor to %s", store.onnx_path)
     return update

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import functools
 import hashlib
 import logging
 import time
@@ -41,10 +42,31 @@ FORMATS = ("onnx", "torch")
 
 @dataclasses.dataclass(frozen=True)
 class PolicyUpdate:
+    """One published policy: the ONNX graph and/or the torch weights, under one version.
+
+    It travels whole from the learner's export to the store, the server and the actor;
+    each artifact's sha256 is computed from the artifact itself (and cached).
+    """
+
     version: int
-    sha256: str  # hex digest of the artifact sent (onnx bytes, or weights via weights_digest), verified by the client
     onnx: bytes | None = None
     weights: dict[str, np.ndarray] | None = None
+
+    @functools.cached_property
+    def onnx_sha256(self) -> str | None:
+        return hashlib.sha256(self.onnx).hexdigest() if self.onnx is not None else None
+
+    @functools.cached_property
+    def weights_sha256(self) -> str | None:
+        return weights_digest(self.weights) if self.weights is not None else None
+
+    @property
+    def sha256(self) -> str:
+        """The digest a client verifies: of the ONNX graph, or of the weights where there is no graph."""
+        digest = self.onnx_sha256 or self.weights_sha256
+        if digest is None:
+            raise ValueError(f"policy version {self.version} carries neither an ONNX graph nor weights")
+        return digest
 
 
 def weights_digest(weights: dict[str, np.ndarray]) -> str:
@@ -64,7 +86,7 @@ class PolicyServer:
                  max_batch: int = 256, max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> None:
         self.max_batch = max_batch
         self.max_message_bytes = max_message_bytes
-        self._current: tuple[PolicyUpdate, str] | None = None  # (policy, sha256 of its weights)
+        self._current: PolicyUpdate | None = None
         self._warned_formats: set[str] = set()
         self._link = RouterEnd(endpoint, curve, max_message_bytes)
         self.client_versions: dict[str, int] = {}  # actor_id -> version it last said it has
@@ -76,33 +98,35 @@ class PolicyServer:
     @property
     def version(self) -> int:
         """Newest published version (0 before the first publish)."""
-        return self._current[0].version if self._current else 0
+        return self._current.version if self._current else 0
 
     @property
     def stats(self) -> dict[str, int]:
         return dict(self._link.stats)
 
-    def publish(self, onnx_bytes: bytes, version: int, weights: dict[str, np.ndarray] | None = None) -> str:
-        """Make `onnx_bytes` (and optionally the torch `weights`) the policy served from now on; returns its sha256 hex.
+    def publish(self, update: PolicyUpdate) -> str:
+        """Serve `update` (its ONNX graph, and its torch weights if any) from now on; returns the graph's sha256.
 
-        Without `weights`, actors asking for the torch format get no policy (and a log line here).
+        Without weights, actors asking for the torch format get no policy (and a log line here).
         """
-        if version <= self.version:
-            raise ValueError(f"policy version {version} is not newer than the published {self.version}; "
+        if update.version <= self.version:
+            raise ValueError(f"policy version {update.version} is not newer than the published {self.version}; "
                              "versions must increase so actors can tell new from old")
-        if len(onnx_bytes) + 1024 > self.max_message_bytes:
-            raise ValueError(f"policy of {len(onnx_bytes)} bytes does not fit max_message_bytes="
+        if update.onnx is None:
+            raise ValueError(f"policy version {update.version} has no ONNX graph; the server always serves one")
+        if len(update.onnx) + 1024 > self.max_message_bytes:
+            raise ValueError(f"policy of {len(update.onnx)} bytes does not fit max_message_bytes="
                              f"{self.max_message_bytes}; raise transport.max_message_bytes on learner and actors")
-        digest = hashlib.sha256(onnx_bytes).hexdigest()
-        if weights is not None:
-            weights = {k: np.ascontiguousarray(v) for k, v in weights.items()}
-            if sum(v.nbytes for v in weights.values()) + 4096 > self.max_message_bytes:
+        if update.weights is not None:
+            update = dataclasses.replace(update, weights={k: np.ascontiguousarray(v) for k, v in update.weights.items()})
+            if sum(v.nbytes for v in update.weights.values()) + 4096 > self.max_message_bytes:
                 raise ValueError(f"policy weights do not fit max_message_bytes={self.max_message_bytes}; raise "
                                  "transport.max_message_bytes on learner and actors")
-        weights_sha = weights_digest(weights) if weights is not None else ""
+            _ = update.weights_sha256  # the digest now, not while answering an actor
+        digest = update.sha256
         # one attribute assignment: a server polled from another thread sees the old or the new policy whole
-        self._current = (PolicyUpdate(version, digest, bytes(onnx_bytes), weights), weights_sha)
-        log.info("published policy version %d (%d bytes, sha256 %s)", version, len(onnx_bytes), digest[:12])
+        self._current = update
+        log.info("published policy version %d (%d bytes, sha256 %s)", update.version, len(update.onnx), digest[:12])
         return digest
 
     def poll(self, timeout_ms: int = 0) -> int:
@@ -115,15 +139,14 @@ class PolicyServer:
             self.client_versions[payload["actor_id"]] = payload["have_version"]
             fmt = payload.get("format", "onnx")
             current = self._current
-            if current is not None and payload["have_version"] < current[0].version:
-                cur, weights_sha = current
-                message = self._policy_message(cur, weights_sha, fmt)
+            if current is not None and payload["have_version"] < current.version:
+                message = self._policy_message(current, fmt)
                 if message is None:
                     self._link.stats["format_unavailable"] += 1
                     if fmt not in self._warned_formats:
                         self._warned_formats.add(fmt)
                         log.warning("actor %s asks for policies in format %r, which this learner does not publish "
-                                    "(formats: %s)", payload["actor_id"], fmt, self._formats(cur))
+                                    "(formats: %s)", payload["actor_id"], fmt, self._formats(current))
                     self._link.send(identity, "heartbeat", {"policy_version": self.version})
                 elif self._link.send(identity, "policy", message):
                     sent += 1
@@ -133,11 +156,11 @@ class PolicyServer:
         return sent
 
     @staticmethod
-    def _policy_message(cur: PolicyUpdate, weights_sha: str, fmt: str) -> dict | None:
+    def _policy_message(cur: PolicyUpdate, fmt: str) -> dict | None:
         if fmt == "onnx":
-            return {"version": cur.version, "sha256": cur.sha256, "onnx": cur.onnx}
+            return {"version": cur.version, "sha256": cur.onnx_sha256, "onnx": cur.onnx}
         if fmt == "torch" and cur.weights is not None:
-            return {"version": cur.version, "sha256": weights_sha, "weights": cur.weights}
+            return {"version": cur.version, "sha256": cur.weights_sha256, "weights": cur.weights}
         return None
 
     @staticmethod
@@ -233,9 +256,9 @@ class PolicyClient:
         self.version = version
         self._counters["policies"] += 1
         if self.format == "onnx":
-            return PolicyUpdate(version, actual, onnx=artifact)
+            return PolicyUpdate(version, onnx=artifact)
         # views of the receive buffers: copy so they outlive the message
-        return PolicyUpdate(version, actual, weights={k: np.array(v) for k, v in artifact.items()})
+        return PolicyUpdate(version, weights={k: np.array(v) for k, v in artifact.items()})
 
     def close(self) -> None:
         self._link.close()
