@@ -114,7 +114,7 @@ def test_an_actor_with_the_planner_runtime_takes_the_learners_bundle_and_plans(t
     from daydream.config import load_config
     from daydream.envs import make_env
     from daydream.runtime.actor import Actor
-    from daydream.transport import PolicyServer
+    from daydream.transport import PolicyServer, PolicyUpdate
     from daydream.transport.endpoints import policy_endpoint
     from processes import free_port_pair
 
@@ -130,7 +130,7 @@ def test_an_actor_with_the_planner_runtime_takes_the_learners_bundle_and_plans(t
     env.close()
     stop = threading.Event()
     with PolicyServer(policy_endpoint(learner)) as server:
-        server.publish(export_onnx(agent, version=1), 1)
+        server.publish(PolicyUpdate(1, export_onnx(agent, version=1)))
         actor = Actor(config)
         runner = threading.Thread(target=actor.run, args=(stop,))
         runner.start()
