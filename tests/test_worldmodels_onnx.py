@@ -77,3 +77,18 @@ def test_graphs_without_the_world_models_spec_are_refused():
     bad = LinearController.from_flat(np.zeros(LinearController.size(8 + 4, 3)), 8 + 4, [-1.0, 0.0, 0.0], [1.0] * 3)
     with pytest.raises(ValueError, match="does not fit M"):
         export_worldmodels_onnx(vae, rnn, bad)
+
+
+def test_an_actor_picks_the_acting_class_from_the_graph():
+    # what `Actor._make_policy` calls for an ONNX policy: Dreamer's acting graph stays with OnnxActing
+    from helpers import tiny_config, vector_spaces
+
+    from daydream.agent import Agent
+    from daydream.export.onnx_export import export_onnx
+    from daydream.runtime.acting import OnnxActing
+
+    obs_space, act_space = vector_spaces(action_dim=2)
+    dreamer = export_onnx(Agent(tiny_config(), obs_space, act_space))
+    assert not is_worldmodels_graph(dreamer) and isinstance(onnx_acting(dreamer, seed=0), OnnxActing)
+    vae, rnn, controller = _parts()
+    assert isinstance(onnx_acting(export_worldmodels_onnx(vae, rnn, controller)), WorldModelsActing)

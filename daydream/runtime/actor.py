@@ -43,7 +43,8 @@ from daydream.config import POLICY_RUNTIMES, Config
 from daydream.drivers import DriverError
 from daydream.envs import make_env
 from daydream.envs.contract import random_action, zero_action
-from daydream.runtime.acting import ActingPolicy, OnnxActing, TorchActing
+from daydream.runtime.acting import ActingPolicy, TorchActing
+from daydream.runtime.acting_worldmodels import onnx_acting
 from daydream.runtime.evaluate import EpisodeDiagnostics
 from daydream.runtime.metrics import MetricsWriter
 from daydream.runtime.planner_acting import PlannerActing, wire_format
@@ -289,7 +290,8 @@ class Actor:
             if self.format == "planner":
                 return PlannerActing(update.onnx, self.config.behavior.planner,
                                      threads=self.config.transport.policy_threads, seed=self._seed)
-            return OnnxActing(update.onnx, threads=self.config.transport.policy_threads, seed=self._seed)
+            # the graph's metadata picks the acting class: Dreamer's acting graph or a World Models policy
+            return onnx_acting(update.onnx, threads=self.config.transport.policy_threads, seed=self._seed)
         if update.weights is None:
             raise ValueError("no torch weights in this policy")
         return TorchActing(self._agent, update.weights, update.version)
