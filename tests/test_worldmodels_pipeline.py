@@ -51,3 +51,10 @@ def test_stages_run_in_order_resume_and_report(tmp_path, capsys):
     assert torch_result["returns"] == pytest.approx(result["returns"], abs=1e-3)
     with pytest.raises(ValueError, match="unknown World Models stage"):
         run.run("dream")
+    # the paper's table: C trained in the dream at each tau, its virtual and actual scores
+    table_args = ["worldmodels", "dream-table", *args[1:], "--set", "worldmodels.dream_temperatures=[0.5,1.5]"]
+    assert main(table_args) == 0
+    rows = json.loads((run.directory / "dream_table.json").read_text())
+    assert [r["temperature"] for r in rows] == [0.5, 1.5]
+    assert all(r["tracks"] == 2 and len(r["history"]) == 2 for r in rows)
+    assert "tau 1.5: virtual" in capsys.readouterr().out
