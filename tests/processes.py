@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -17,19 +18,32 @@ from daydream.runtime.status import read_status
 REPO = Path(__file__).resolve().parents[1]
 
 
+def ephemeral_port_range() -> tuple[int, int]:
+    """The ports the OS hands out for outgoing connections (Linux: /proc; elsewhere IANA's range)."""
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 49152, 65535
+
+
 def free_port_pair() -> int:
-    """A port P with P and P+1 free on loopback (experience and policy sockets)."""
-    for _ in range(100):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        if port >= 65534:
+    """A port P with P and P+1 free on loopback (experience and policy sockets).
+
+    Chosen below the ephemeral range: an actor reconnecting to a learner that is down
+    can be given the learner's own port as its local port (TCP self-connect), and the
+    restarted learner then cannot bind it.
+    """
+    low = min(ephemeral_port_range()[0], 32768)
+    rng = random.SystemRandom()
+    for _ in range(200):
+        port = rng.randrange(10_000, low - 2)
+        try:
+            with socket.socket() as a, socket.socket() as b:
+                a.bind(("127.0.0.1", port))
+                b.bind(("127.0.0.1", port + 1))
+        except OSError:
             continue
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port + 1))
-            except OSError:
-                continue
         return port
     raise RuntimeError("no free port pair found")
 
