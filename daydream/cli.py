@@ -175,7 +175,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_keys(args: argparse.Namespace) -> int:
-    from daydream.runtime.actor import check_actor_id
+    from daydream.transport.codec import check_actor_id
     from daydream.transport.keys import make_key_folder
 
     for actor_id in args.actors:
