@@ -24,12 +24,23 @@ from typing import Any
 import msgpack
 import numpy as np
 
+from daydream.transport.keys import LEARNER_KEY_NAME
+
 DEFAULT_MAX_MESSAGE_BYTES = 64 * 2**20
 _ARRAY_EXT = 1
 # numeric and bool only: strings/void/object could smuggle in objects or surprise consumers
 _ALLOWED_KINDS = frozenset("biufc")
 # actor ids become replay stream ids and file names, so they follow the replay's id rule
 ACTOR_ID_RE = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
+
+
+def check_actor_id(actor_id: str) -> str:
+    """The one actor-id rule (actor, spool, wire): returns `actor_id`, or raises ValueError saying what is allowed."""
+    if not isinstance(actor_id, str) or not ACTOR_ID_RE.fullmatch(actor_id) or actor_id == LEARNER_KEY_NAME:
+        raise ValueError(f"transport.actor_id {actor_id!r} must be 1-64 chars of [A-Za-z0-9_.-] and not "
+                         f"'{LEARNER_KEY_NAME}'; it names the actor's spool, keys and replay stream")
+    return actor_id
+
 
 # Bumped when a field's meaning changes. New fields are optional and ignored by older peers (see
 # `_validate`), so both sides keep working with older ones: version 2 added `done`, `oldest_seq` and `proto`.

@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from daydream.atomic import atomic_write, atomic_write_bytes, remove_temp_files
-from daydream.transport.codec import ACTOR_ID_RE, check_dtype
+from daydream.transport.codec import check_actor_id, check_dtype
 
 log = logging.getLogger(__name__)
 
@@ -51,8 +51,7 @@ def chunk_bytes(chunk: dict[str, np.ndarray]) -> int:
 
 class Spool:
     def __init__(self, directory: str | Path, actor_id: str, reserve_block: int = 1024, max_bytes: int = 0) -> None:
-        if not ACTOR_ID_RE.fullmatch(actor_id):
-            raise ValueError(f"actor_id {actor_id!r} must be 1-64 chars of [A-Za-z0-9_.-] (it names replay streams)")
+        check_actor_id(actor_id)
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
         self.actor_id = actor_id
