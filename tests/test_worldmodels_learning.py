@@ -1,6 +1,8 @@
 """World Models' learning check: C trained by CMA-ES through the pipeline's own stages (V, M, C on the
 real env, the ONNX export and its evaluation) beats a random policy on a cheap pixel task, and does
-not when the objective's sign is flipped (`worldmodels.objective: minimize`, the negative control).
+not when the objective's sign is flipped (`worldmodels.objective: minimize`, the negative control:
+`DAYDREAM_WM_OBJECTIVE=minimize pytest tests/test_worldmodels_learning.py` must fail; it did, see
+benchmarks/RESULTS.md).
 
 The task ("side"): each episode one half of the frame is white, left or right at random, and every
 step pays action * side for 10 steps. A random policy and any constant action earn 0 on average; to
@@ -8,6 +10,8 @@ earn more, C must read the side from V's latent.
 """
 
 from __future__ import annotations
+
+import os
 
 import gymnasium as gym
 import numpy as np
@@ -66,7 +70,7 @@ def _train(tmp_path, objective: str) -> dict:
 
 
 def test_cma_es_controller_beats_random_through_the_pipeline(tmp_path):
-    result = _train(tmp_path, "maximize")
+    result = _train(tmp_path, os.environ.get("DAYDREAM_WM_OBJECTIVE", "maximize"))
     # random: 0 on average (std of a 16-episode mean about 0.5); the best C earns up to 10 per episode
     assert result["mean_return"] > 3.0, result
     assert result["mean_return"] > result["random_mean_return"] + 2.0, result
