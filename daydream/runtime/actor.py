@@ -26,6 +26,7 @@ the env's per-episode diagnostics such as the robot's forward velocity).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import re
@@ -52,9 +53,9 @@ from daydream.runtime.policy_store import PolicyStore
 from daydream.runtime.status import STATUS_NAME, StatusFile, read_status
 from daydream.transport import ExperienceSender, PolicyClient
 from daydream.transport.sender import Drop, SpoolFull
-from daydream.transport.codec import ACTOR_ID_RE
+from daydream.transport.codec import check_actor_id
 from daydream.transport.endpoints import check_endpoint, policy_endpoint
-from daydream.transport.keys import LEARNER_KEY_NAME, client_keys_from_dir
+from daydream.transport.keys import client_keys_from_dir
 from daydream.transport.policy import PolicyUpdate
 
 log = logging.getLogger(__name__)
@@ -62,13 +63,6 @@ log = logging.getLogger(__name__)
 
 def default_actor_id() -> str:
     return re.sub(r"[^A-Za-z0-9_.\-]", "-", socket.gethostname())[:64] or "actor"
-
-
-def check_actor_id(actor_id: str) -> str:
-    if not ACTOR_ID_RE.fullmatch(actor_id) or actor_id == LEARNER_KEY_NAME:
-        raise ValueError(f"transport.actor_id {actor_id!r} must be 1-64 chars of [A-Za-z0-9_.-] and not "
-                         f"'{LEARNER_KEY_NAME}'; it names the actor's spool, keys and replay stream")
-    return actor_id
 
 
 class ChunkBuilder:
@@ -89,6 +83,19 @@ class ChunkBuilder:
             return None
         rows, self.rows = self.rows, []
         return {k: np.stack([r[k] for r in rows]) for k in rows[0]}
+
+
+@dataclasses.dataclass
+class Episode:
+    """The episode being acted: its id on the wire, the last action and reward (recorded with the next
+    observation), its return and length so far, and the env's per-step diagnostics."""
+
+    action: np.ndarray
+    id: int = dataclasses.field(default_factory=time.time_ns)
+    reward: float = 0.0
+    total: float = 0.0
+    length: int = 0
+    diagnostics: EpisodeDiagnostics = dataclasses.field(default_factory=EpisodeDiagnostics)
 
 
 class Actor:
@@ -226,6 +233,10 @@ class Actor:
             self.waiting = why
             self.write_status()
         time.sleep(0.02 if why == "credit" else 0.1)
+        self._service()
+
+    def _service(self) -> None:
+        """Between steps, or while not stepping: acks, resends and heartbeats, new policies, the status file."""
         self.sender.poll()
         self._poll_policy()
         if self.status.due():
@@ -346,56 +357,46 @@ class Actor:
 
     def run(self, stop: threading.Event | None = None) -> dict[str, int]:
         """Act until `max_steps` env steps (0 = until stopped), then spool the rest and drain."""
-        obs, _ = self.env.reset(seed=self._seed + self.counters["episodes"])
-        episode_id = time.time_ns()
-        action, reward = zero_action(self.env.action_space), 0.0
-        episode_return, episode_length, steps = 0.0, 0, 0
-        diagnostics = EpisodeDiagnostics()
+        obs, episode = self._new_episode(seed=self._seed + self.counters["episodes"])
+        steps = 0
         log.info("actor %s streaming to %s (policy %s)", self.actor_id, self.endpoint, self.format)
         if self.config.transport.pace_actors:
             self._wait_for_learner(stop)
         try:
             while (stop is None or not stop.is_set()) and not (self.max_steps and steps >= self.max_steps):
-                self._spool(self.chunks.add({**obs, "action": action, "reward": np.float32(reward)}), episode_id,
-                            stop)
+                self._spool(self.chunks.add({**obs, "action": episode.action, "reward": np.float32(episode.reward)}),
+                            episode.id, stop)
                 self.sender.poll()
                 if self._learner_finished():
                     break
                 if obs["is_last"]:
-                    self._end_episode(episode_return, episode_length, diagnostics)
-                    obs, _ = self.env.reset()
-                    episode_id = time.time_ns()
-                    action, reward, episode_return, episode_length = zero_action(self.env.action_space), 0.0, 0.0, 0
-                    diagnostics.clear()
+                    self._end_episode(episode)
+                    obs, episode = self._new_episode()
                     continue
                 self._poll_policy()
-                self._hold(stop, episode_id)  # a sim ahead of the train ratio, or with a full spool, pauses here
+                self._hold(stop, episode.id)  # a sim ahead of the train ratio, or with a full spool, pauses here
                 if (stop is not None and stop.is_set()) or self._learner_finished():
                     break
                 if self.policy is None:
-                    action = random_action(self.env.action_space, self.rng)
+                    episode.action = random_action(self.env.action_space, self.rng)
                 else:
-                    action = self.policy.act(obs)
+                    episode.action = self.policy.act(obs)
                 try:
-                    obs, reward, _, _, info = self.env.step(action)
+                    obs, episode.reward, _, _, info = self.env.step(episode.action)
                 except DriverError as exc:
                     if not self._recover(exc, stop):
                         raise
-                    # the interrupted episode stays as it is in replay; a new one starts
-                    obs, _ = self.env.reset()
-                    episode_id = time.time_ns()
-                    action, reward, episode_return, episode_length = zero_action(self.env.action_space), 0.0, 0.0, 0
-                    diagnostics.clear()
+                    obs, episode = self._new_episode()  # the interrupted episode stays as it is in replay
                     continue
-                diagnostics.add(info)
-                episode_return += float(reward)
-                episode_length += 1
+                episode.diagnostics.add(info)
+                episode.total += float(episode.reward)
+                episode.length += 1
                 steps += 1
                 self.counters["steps_acted"] += 1  # env steps (monitoring; a crash loses the last few)
                 if self.status.due():
                     self.write_status()
         finally:
-            self._spool(self.chunks.take(), episode_id, stop)
+            self._spool(self.chunks.take(), episode.id, stop)
             self.drain()
         return {**self.counters, "learner_done": int(self.learner_done)}
 
@@ -417,10 +418,7 @@ class Actor:
         while not recover():
             if stop is not None and stop.is_set():
                 raise KeyboardInterrupt
-            self.sender.poll()
-            self._poll_policy()
-            if self.status.due():
-                self.write_status()
+            self._service()
             if time.monotonic() - waited > 10.0:
                 log.warning("actor %s: still waiting for fresh sensor data", self.actor_id)
                 waited = time.monotonic()
@@ -430,26 +428,31 @@ class Actor:
         self.write_status()
         return True
 
-    def _end_episode(self, episode_return: float, length: int, diagnostics: EpisodeDiagnostics) -> None:
+    def _new_episode(self, seed: int | None = None) -> tuple[dict[str, np.ndarray], Episode]:
+        """Reset the env: its first record carries the zero action and no reward."""
+        obs, _ = self.env.reset(seed=seed)
+        return obs, Episode(zero_action(self.env.action_space))
+
+    def _end_episode(self, episode: Episode) -> None:
         self.counters["episodes"] += 1
         self._drop_logged = False  # full-spool drops are logged again in the next episode
         steps = self.counters["steps_spooled"] + len(self.chunks.rows)
-        values = {"return": episode_return, "length": length,
+        diagnostics = episode.diagnostics
+        values = {"return": episode.total, "length": episode.length,
                   "policy_version": self.policy.version if self.policy else 0, **diagnostics.means()}
         try:
             self.metrics.write("episode", steps, values)
         except OSError as exc:  # a full disk must not stop the robot; the spool policy deals with the space
             log.warning("actor %s: could not write the episode record: %s", self.actor_id, exc)
         extra = "".join(f", {k} {v:.3f}" for k, v in diagnostics.means().items())
-        log.info("actor %s episode %d: return %.1f%s", self.actor_id, self.counters["episodes"], episode_return, extra)
+        log.info("actor %s episode %d: return %.1f%s", self.actor_id, self.counters["episodes"], episode.total, extra)
 
     def _wait_for_learner(self, stop: threading.Event | None) -> None:
         """With pacing on, the first step waits for the learner's first credit (later outages do not stop acting)."""
         if self.sender.credit is None:
             log.info("actor %s waiting for the learner at %s (transport.pace_actors)", self.actor_id, self.endpoint)
         while self.sender.credit is None and (stop is None or not stop.is_set()):
-            self.sender.poll()
-            self._poll_policy()
+            self._service()
             time.sleep(0.01)
 
     def drain(self) -> None:

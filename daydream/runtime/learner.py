@@ -32,19 +32,18 @@ from daydream.envs import make_env
 from daydream.export.onnx_export import export_onnx
 from daydream.export.weights import acting_weights
 from daydream.replay.spec import Spec
-from daydream.runtime.checkpoint import CHECKPOINT_NAME, save_checkpoint
 from daydream.runtime.learner_link import LearnerLink
-from daydream.runtime.metrics import MetricsWriter
+from daydream.runtime.metrics import Every, Mean, MetricsWriter, Rates
 from daydream.runtime.policy_store import PolicyStore
 from daydream.runtime.status import STATUS_NAME, StatusFile
-from daydream.runtime.run_dir import open_replay, open_run, progress_bar, train_ratio
+from daydream.runtime.run_dir import TrainingRun, open_replay, open_run, progress_bar, train_ratio
 from daydream.transport.endpoints import check_bind_security
 from daydream.transport.policy import PolicyUpdate
 
 log = logging.getLogger(__name__)
 
 
-class Learner:
+class Learner(TrainingRun):
     def __init__(self, config: Config, resume: bool = False) -> None:
         if config.transport.publish_every <= 0:
             raise ValueError(f"transport.publish_every must be positive, got {config.transport.publish_every}")
@@ -81,7 +80,6 @@ class Learner:
         self.link = LearnerLink(config.transport, self._on_chunk, self.logdir / "link",
                                 initial if initial and initial.onnx else None,
                                 credit=self.credit if config.transport.pace_actors else lambda: None)
-        self._dataset = None
         self.done = False  # train.steps reached: actors are being told
         steps = config.train.steps
         self.finished_before_start = bool(resume and steps and self._base_received >= steps)
@@ -132,11 +130,6 @@ class Learner:
 
     # -- training thread ---------------------------------------------------------------
 
-    def batches(self):
-        if self._dataset is None:
-            self._dataset = iter(self.replay.dataset(self.config.replay.prefetch))
-        return self._dataset
-
     def publish(self) -> int:
         """Export the current actor, store it and serve it under the next version."""
         version = self.policy_version + 1
@@ -153,14 +146,8 @@ class Learner:
             self._published_at.pop(min(self._published_at))
         return version
 
-    def save(self) -> None:
-        self.replay.flush()
-        save_checkpoint(self.logdir / CHECKPOINT_NAME, {
-            "agent": self.agent.state_dict(),
-            "received_steps": self.received_steps,
-            "policy_version": self.policy_version,
-            "config": self.config.to_dict(),
-        })
+    def checkpoint_state(self) -> dict[str, int]:
+        return {"received_steps": self.received_steps, "policy_version": self.policy_version}
 
     def run(self, stop: threading.Event | None = None) -> dict[str, float]:
         """Train until `train.steps` steps are received (0 = until stopped); returns the last train metrics."""
@@ -170,15 +157,15 @@ class Learner:
                  self.link.policy_endpoint)
         progress = progress_bar(cfg.steps, self.received_steps, cfg.progress)
         shown = self.received_steps
-        last_publish = self.agent.updates if self.policy_version else -tc.publish_every
-        last = {"log": self.received_steps, "ckpt": self.received_steps, "ckpt_updates": self.agent.updates}
-        # the updates that checkpoint_every env steps are worth: when actors wait for training (pacing), steps
-        # arrive slowly, and a learner killed then would lose (and owe again) every update since its last checkpoint
-        ckpt_updates = max(1, int(cfg.checkpoint_every * self.ratio.ratio / self.ratio.batch_steps))
-        tick, tick_steps, tick_updates = time.time(), self.received_steps, self.agent.updates
+        publish_due = Every(tc.publish_every, self.agent.updates if self.policy_version else -tc.publish_every)
+        log_due = Every(cfg.log_every, self.received_steps)
+        # and every the updates that checkpoint_every env steps are worth: when actors wait for training (pacing),
+        # steps arrive slowly, and a learner killed then would lose (and owe again) every update since its last one
+        ckpt_steps = Every(cfg.checkpoint_every, self.received_steps)
+        ckpt_updates = Every(max(1, int(cfg.checkpoint_every * self.ratio.ratio / self.ratio.batch_steps)),
+                             self.agent.updates)
+        train_means, rates = Mean(), Rates(received_steps=self.received_steps, updates=self.agent.updates)
         recent: deque[float] = deque(maxlen=10)
-        sums: dict[str, float] = {}
-        count = 0
         means: dict[str, float] = {}
         shown_postfix: tuple = ()  # (updates, policy version, episodes seen) on the bar
         postfix_at = 0.0
@@ -195,26 +182,17 @@ class Learner:
                     reached = True
                     break
                 if self.ratio.owed(received, self.agent.updates) > 0:
-                    for k, v in self.agent.train(next(self.batches())).items():
-                        sums[k] = sums.get(k, 0.0) + float(v)
-                    count += 1
-                    if self.agent.updates - last_publish >= tc.publish_every:
-                        last_publish = self.agent.updates
+                    train_means.add(self.agent.train(next(self.batches())))
+                    if publish_due(self.agent.updates):
                         self.publish()
                 else:
                     time.sleep(0.01)  # waiting for experience; the link thread keeps acking meanwhile
-                if received - last["log"] >= cfg.log_every:
-                    last["log"] = received
-                    now = time.time()
-                    dt = max(now - tick, 1e-9)
-                    rates = {"received_steps_per_s": (received - tick_steps) / dt,
-                             "updates_per_s": (self.agent.updates - tick_updates) / dt,
-                             "updates": self.agent.updates, "replay_steps": len(self.replay),
-                             "policy_version": self.policy_version, "actors": len(self.link.snapshot["actors"])}
-                    tick, tick_steps, tick_updates = now, received, self.agent.updates
-                    means = {k: v / count for k, v in sums.items()} if count else {}
-                    sums, count = {}, 0
-                    self.metrics.write("train", received, {**means, **rates})
+                if log_due(received):
+                    means = train_means.take()
+                    self.metrics.write("train", received, {
+                        **means, **rates.take(received_steps=received, updates=self.agent.updates),
+                        "updates": self.agent.updates, "replay_steps": len(self.replay),
+                        "policy_version": self.policy_version, "actors": len(self.link.snapshot["actors"])})
                 # the bar follows updates and policy versions as they change, not only every log_every
                 # received steps (a paced run receives a few steps per update); at most twice a second
                 now_shown = (self.agent.updates, self.policy_version, self._episodes_seen(recent))
@@ -225,9 +203,9 @@ class Learner:
                     if recent:
                         postfix["return"] = f"{np.mean(recent):.1f}"
                     progress.set_postfix(postfix)
-                if (received - last["ckpt"] >= cfg.checkpoint_every
-                        or self.agent.updates - last["ckpt_updates"] >= ckpt_updates):
-                    last["ckpt"], last["ckpt_updates"] = received, self.agent.updates
+                if ckpt_steps.due(received) or ckpt_updates.due(self.agent.updates):
+                    ckpt_steps.mark(received)
+                    ckpt_updates.mark(self.agent.updates)
                     self.save()
                 if self.status.due():
                     self.write_status()

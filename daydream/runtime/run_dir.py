@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import random
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,7 @@ import numpy as np
 from daydream.config import Config, ConfigError, save_config_yaml
 from daydream.replay import Replay
 from daydream.replay.spec import Spec
-from daydream.runtime.checkpoint import CHECKPOINT_NAME, load_checkpoint
+from daydream.runtime.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
 from daydream.runtime.train_ratio import TrainRatio
 
 log = logging.getLogger(__name__)
@@ -52,6 +53,31 @@ def open_run(config: Config, resume: bool) -> tuple[Path, dict[str, Any] | None]
         torch.set_num_threads(config.threads)
     seed_everything(config.seed)
     return logdir, (load_checkpoint(checkpoint) if resume and checkpoint.exists() else None)
+
+
+class TrainingRun:
+    """What Trainer and Learner share: one stream of batches from the replay, and checkpoints."""
+
+    config: Config
+    logdir: Path
+    agent: Any
+    replay: Replay
+    _dataset: Iterator[dict[str, np.ndarray]] | None = None
+
+    def batches(self) -> Iterator[dict[str, np.ndarray]]:
+        if self._dataset is None:
+            self._dataset = iter(self.replay.dataset(self.config.replay.prefetch))
+        return self._dataset
+
+    def checkpoint_state(self) -> dict[str, Any]:
+        """The run's own counters, saved beside the agent and the config."""
+        raise NotImplementedError
+
+    def save(self) -> None:
+        """Flush the replay, then checkpoint (the replay holds at least what the checkpoint counts)."""
+        self.replay.flush()
+        save_checkpoint(self.logdir / CHECKPOINT_NAME, {"agent": self.agent.state_dict(), **self.checkpoint_state(),
+                                                        "config": self.config.to_dict()})
 
 
 def open_replay(config: Config, logdir: Path, spec: Spec | None = None) -> Replay:

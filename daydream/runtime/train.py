@@ -8,7 +8,6 @@ Layout of a run's logdir: `config.yaml` (the resolved config), `checkpoint.pt`,
 from __future__ import annotations
 
 import logging
-import time
 from collections import deque
 
 import numpy as np
@@ -19,16 +18,15 @@ from daydream.envs import make_env
 from daydream.envs.contract import random_action, zero_action
 from daydream.replay.spec import Spec
 from daydream.runtime.acting import AgentActing, batch_obs
-from daydream.runtime.checkpoint import CHECKPOINT_NAME, save_checkpoint
 from daydream.runtime.evaluate import evaluate
-from daydream.runtime.metrics import MetricsWriter
-from daydream.runtime.run_dir import open_replay, open_run, progress_bar, train_ratio
+from daydream.runtime.metrics import Every, Mean, MetricsWriter, Rates
+from daydream.runtime.run_dir import TrainingRun, open_replay, open_run, progress_bar, train_ratio
 from daydream.runtime.video import save_video
 
 log = logging.getLogger(__name__)
 
 
-class Trainer:
+class Trainer(TrainingRun):
     """Owns the env, agent, replay and metrics of one run; `run()` trains to `train.steps`."""
 
     def __init__(self, config: Config, resume: bool = False) -> None:
@@ -46,22 +44,11 @@ class Trainer:
         if payload is not None:
             self.agent.load_state_dict(payload["agent"])
             self.env_steps, self.episodes = int(payload["env_steps"]), int(payload["episodes"])
-            log.info("resumed %s at env step %d, update %d, replay holds %d steps", self.logdir, self.env_steps, self.agent.updates, len(self.replay))
-        self._dataset = None
+            log.info("resumed %s at env step %d, update %d, replay holds %d steps", self.logdir, self.env_steps,
+                     self.agent.updates, len(self.replay))
 
-    def batches(self):
-        if self._dataset is None:
-            self._dataset = iter(self.replay.dataset(self.config.replay.prefetch))
-        return self._dataset
-
-    def save(self) -> None:
-        self.replay.flush()
-        save_checkpoint(self.logdir / CHECKPOINT_NAME, {
-            "agent": self.agent.state_dict(),
-            "env_steps": self.env_steps,
-            "episodes": self.episodes,
-            "config": self.config.to_dict(),
-        })
+    def checkpoint_state(self) -> dict[str, int]:
+        return {"env_steps": self.env_steps, "episodes": self.episodes}
 
     def run(self) -> dict[str, float]:
         cfg = self.config.train
@@ -71,10 +58,9 @@ class Trainer:
         reward, state = 0.0, None
         episode_return, episode_length = 0.0, 0
         recent_returns: deque[float] = deque(maxlen=10)
-        train_sums: dict[str, float] = {}
-        train_count = 0
-        last = {"log": self.env_steps, "eval": self.env_steps, "ckpt": self.env_steps, "video": self.env_steps}
-        tick, tick_steps = time.time(), self.env_steps
+        train_means, rates = Mean(), Rates(env_steps=self.env_steps)
+        log_due, ckpt_due = Every(cfg.log_every, self.env_steps), Every(cfg.checkpoint_every, self.env_steps)
+        eval_due, video_due = Every(cfg.eval_every, self.env_steps), Every(cfg.video_every, self.env_steps)
         summary: dict[str, float] = {}
         try:
             while self.env_steps < cfg.steps:
@@ -99,34 +85,23 @@ class Trainer:
                 progress.update(1)
 
                 for _ in range(self.ratio.owed(self.env_steps, self.agent.updates)):
-                    step_metrics = self.agent.train(next(self.batches()))
-                    for k, v in step_metrics.items():
-                        train_sums[k] = train_sums.get(k, 0.0) + float(v)
-                    train_count += 1
+                    train_means.add(self.agent.train(next(self.batches())))
 
-                if self.env_steps - last["log"] >= cfg.log_every:
-                    last["log"] = self.env_steps
-                    now = time.time()
-                    rates = {"env_steps_per_s": (self.env_steps - tick_steps) / max(now - tick, 1e-9), "updates": self.agent.updates,
-                             "replay_steps": len(self.replay)}
-                    tick, tick_steps = now, self.env_steps
-                    means = {k: v / train_count for k, v in train_sums.items()} if train_count else {}
-                    self.metrics.write("train", self.env_steps, {**means, **rates})
-                    train_sums, train_count = {}, 0
-                    postfix = {"sps": f"{rates['env_steps_per_s']:.0f}"}
+                if log_due(self.env_steps):
+                    means = train_means.take()
+                    step_rates = rates.take(env_steps=self.env_steps)
+                    self.metrics.write("train", self.env_steps, {**means, **step_rates, "updates": self.agent.updates,
+                                                                 "replay_steps": len(self.replay)})
+                    postfix = {"sps": f"{step_rates['env_steps_per_s']:.0f}"}
                     if recent_returns:
                         postfix["return"] = f"{np.mean(recent_returns):.1f}"
                     if "model_loss" in means:
                         postfix["model"] = f"{means['model_loss']:.2f}"
                     progress.set_postfix(postfix)
-                if cfg.eval_every and self.env_steps - last["eval"] >= cfg.eval_every:
-                    last["eval"] = self.env_steps
-                    want_video = bool(cfg.video_every) and self.env_steps - last["video"] >= cfg.video_every
+                if cfg.eval_every and eval_due(self.env_steps):
+                    want_video = bool(cfg.video_every) and video_due(self.env_steps)
                     summary = self.evaluate(video=want_video)
-                    if want_video:
-                        last["video"] = self.env_steps
-                if self.env_steps - last["ckpt"] >= cfg.checkpoint_every:
-                    last["ckpt"] = self.env_steps
+                if ckpt_due(self.env_steps):
                     self.save()
         except KeyboardInterrupt:
             log.warning("interrupted at env step %d; saving a checkpoint", self.env_steps)
