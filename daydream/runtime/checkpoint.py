@@ -16,7 +16,14 @@ def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> Path:
     """Write `payload` to `path` via a temp file, fsync and rename, so a crash never leaves half a file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(path, lambda f: torch.save(payload, f))
+    try:
+        atomic_write(path, lambda f: torch.save(payload, f))
+    except RuntimeError as exc:
+        # Ctrl-C inside torch.save surfaces as torch's RuntimeError about the zip writer; it is the interrupt
+        # (the old checkpoint stands), so the caller's KeyboardInterrupt handling saves again
+        if isinstance(exc.__context__, KeyboardInterrupt):
+            raise exc.__context__ from None
+        raise
     return path
 
 
