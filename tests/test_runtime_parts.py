@@ -40,12 +40,11 @@ def test_check_chunk_names_what_differs():
     spec = Spec.of_spaces(obs, act)
     chunk = {k: np.zeros((5, *shape), spec.dtypes[k]) for k, shape in spec.shapes.items()}
     assert spec.check_chunk(chunk)[1] == 5
-    with pytest.raises(ValueError, match="keys differ"):
+    with pytest.raises(ValueError, match="has keys"):
         spec.check_chunk({**chunk, "extra": np.zeros(5)})
-    with pytest.raises(ValueError, match=r"'position' has shape \(4,\) and dtype float32, but the replay holds "
-                                         r"shape \(3,\) and dtype float32"):
+    with pytest.raises(ValueError, match=r"'position' is float32\(4,\) per step, expected float32\(3,\)"):
         spec.check_chunk({**chunk, "position": np.zeros((5, 4), np.float32)})
-    with pytest.raises(ValueError, match="'action' has shape \\(2,\\) and dtype float64"):
+    with pytest.raises(ValueError, match="'action' is float64"):
         spec.check_chunk({**chunk, "action": np.zeros((5, 2))})
     assert Spec.of_spaces(*vector_spaces(3, discrete=True)).shapes["action"] == (3,)  # one-hot
 

@@ -52,33 +52,35 @@ class Spec:
         arrays = as_arrays(chunk, "chunk")
         return Spec({k: v.shape[1:] for k, v in arrays.items()}, {k: v.dtype for k, v in arrays.items()})
 
-    def check_step(self, step: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """The step's values as arrays; raises ValueError naming the key that does not fit."""
+    def check_step(self, step: Mapping[str, np.ndarray], what: str = "step",
+                   hint: str = "convert it before adding") -> dict[str, np.ndarray]:
+        """The step's values as arrays; raises ValueError naming the key that does not fit (and `hint`)."""
         arrays = as_arrays(step, "step")
-        self._check_keys(arrays, "step")
+        self._check_keys(arrays, what, hint)
         for key, value in arrays.items():
-            self._check_value(key, value.shape, value.dtype, "step")
+            self._check_value(key, value.shape, value.dtype, what, hint)
         return arrays
 
-    def check_chunk(self, chunk: Mapping[str, np.ndarray]) -> tuple[dict[str, np.ndarray], int]:
-        """The chunk's arrays and their common length; raises ValueError on any mismatch."""
+    def check_chunk(self, chunk: Mapping[str, np.ndarray], what: str = "chunk",
+                    hint: str = "convert it before adding") -> tuple[dict[str, np.ndarray], int]:
+        """The chunk's arrays and their common length; raises ValueError on any mismatch (naming `what`)."""
         arrays = as_arrays(chunk, "chunk")
-        self._check_keys(arrays, "chunk")
+        self._check_keys(arrays, what, hint)
         length = chunk_length(arrays)
         for key, value in arrays.items():
-            self._check_value(key, value.shape[1:], value.dtype, "chunk (per step)")
+            self._check_value(key, value.shape[1:], value.dtype, what, hint)
         return arrays, length
 
-    def _check_keys(self, arrays: Mapping[str, np.ndarray], what: str) -> None:
+    def _check_keys(self, arrays: Mapping[str, np.ndarray], what: str, hint: str) -> None:
         missing, extra = set(self.shapes) - set(arrays), set(arrays) - set(self.shapes)
         if missing or extra:
-            raise ValueError(f"{what} keys differ from the replay's keys {sorted(self.shapes)}: "
-                             f"missing {sorted(missing)}, unexpected {sorted(extra)}")
+            raise ValueError(f"{what} has keys {sorted(arrays)}, expected {sorted(self.shapes)} (missing "
+                             f"{sorted(missing)}, unexpected {sorted(extra)}); {hint}")
 
-    def _check_value(self, key: str, shape: tuple[int, ...], dtype: np.dtype, what: str) -> None:
+    def _check_value(self, key: str, shape: tuple[int, ...], dtype: np.dtype, what: str, hint: str) -> None:
         if shape != self.shapes[key] or dtype != self.dtypes[key]:
-            raise ValueError(f"{what} key {key!r} has shape {shape} and dtype {dtype}, but the replay holds "
-                             f"shape {self.shapes[key]} and dtype {self.dtypes[key]}; convert it before adding")
+            raise ValueError(f"{what}: {key!r} is {dtype}{shape} per step, expected "
+                             f"{self.dtypes[key]}{self.shapes[key]}; {hint}")
 
 
 def as_arrays(data: Mapping[str, np.ndarray], what: str) -> dict[str, np.ndarray]:

@@ -104,11 +104,8 @@ class Learner(TrainingRun):
         return int(due + self.config.transport.pace_slack_steps - self.received_steps)
 
     def _on_chunk(self, actor_id: str, seq: int, episode_id: int, chunk: dict[str, np.ndarray]) -> None:
-        try:
-            _, length = self.spec.check_chunk(chunk)
-        except ValueError as exc:
-            raise ValueError(f"chunk from actor {actor_id}: {exc}; actor and learner must run the same env "
-                             "config") from None
+        _, length = self.spec.check_chunk(chunk, f"chunk from actor {actor_id}",
+                                          "actor and learner must run the same env config")
         # Duplicates never get here: the receiver's seen-set drops them (see transport/receiver.py).
         self.replay.add_chunk(chunk, stream=actor_id, position=seq)
         self._new_received += length
