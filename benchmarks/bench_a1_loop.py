@@ -17,14 +17,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-
-from processes import actor_status, free_port_pair, learner_status, start, wait_until  # noqa: E402
+from daydream.runtime.local_run import actor_status, free_port_pair, learner_status, start, wait_until
 
 
 def measure(tmp: Path, mode: str, args: argparse.Namespace) -> dict[str, object]:

@@ -29,11 +29,8 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-
-from processes import REPO, free_port_pair, wait_until_true  # noqa: E402
-
-from daydream.runtime.status import read_status  # noqa: E402
+from daydream.runtime.local_run import REPO, free_port_pair, wait_until_true
+from daydream.runtime.status import read_status
 
 
 def measure(tmp: Path, rate: float, seconds: float, backend: str = "dds") -> dict[str, object]:

@@ -34,17 +34,14 @@ import collections
 import json
 import random
 import signal
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-
-from processes import Proc, actor_status, free_port_pair, learner_status, start, wait_until  # noqa: E402
+from daydream.runtime.local_run import Proc, actor_status, free_port_pair, learner_status, start, wait_until
 
 from daydream.replay.chunkfile import ChunkName  # noqa: E402
-from daydream.runtime.status import read_status  # noqa: E402
+from daydream.runtime.status import read_status
 from daydream.transport.spool import Spool  # noqa: E402
 
 BATCH_STEPS, PREFILL = 64, 200  # replay.batch_size * batch_length, train.prefill
