@@ -30,7 +30,7 @@ from daydream.export.onnx_planner import OnnxPlanner
 
 # (candidates, horizon, iterations): PlaNet's first, then what a 50 ms budget may take instead
 SETTINGS = [(1000, 12, 10), (1000, 12, 5), (500, 12, 10), (500, 12, 5), (300, 12, 5), (200, 12, 4), (100, 12, 5),
-            (1000, 8, 5), (300, 8, 3)]
+            (1000, 8, 5), (300, 8, 3), (100, 12, 2), (100, 8, 3), (50, 12, 4)]
 MODELS = {
     "tiny": ["size=tiny", "model.latent=gaussian", "model.stoch=16"],
     "planet": ["model.latent=gaussian", "model.stoch=30", "model.deter=200", "model.hidden=200", "model.blocks=1",
@@ -65,6 +65,8 @@ def main() -> None:
     parser.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
     parser.add_argument("--steps", type=int, default=20, help="timed planning steps per setting (onnxruntime)")
     parser.add_argument("--torch-steps", type=int, default=3, help="timed steps of the torch planner (0: skip)")
+    parser.add_argument("--settings", nargs="*", default=None, metavar="CxHxI",
+                        help="only these settings, e.g. 100x12x2 (default: all of SETTINGS)")
     parser.add_argument("--budget-ms", type=float, default=50.0, help="the control period to fit (20 Hz: 50 ms)")
     args = parser.parse_args()
     torch.set_num_threads(1)
@@ -72,7 +74,8 @@ def main() -> None:
     batch = synthetic_batch(obs_space, 1, 1, 16)
     obs_seq = [{k: v[:, t] for k, v in batch.items() if k in obs_space.spaces} for t in range(16)]
     for model in args.models:
-        for candidates, horizon, iterations in SETTINGS:
+        chosen = [tuple(int(x) for x in s.split("x")) for s in args.settings] if args.settings else SETTINGS
+        for candidates, horizon, iterations in chosen:
             top_k = max(1, candidates // 10)
             knobs = [f"behavior.planner.candidates={candidates}", f"behavior.planner.horizon={horizon}",
                      f"behavior.planner.iterations={iterations}", f"behavior.planner.top_k={top_k}"]
