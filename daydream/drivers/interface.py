@@ -31,9 +31,9 @@ from typing import Any, Literal, get_args
 
 import numpy as np
 
-SafeMode = Literal["damping", "hold"]
+from daydream.config import SAFE_MODES, SafeMode  # noqa: F401 (defined with the settings that name them)
+
 Mode = Literal["closed", "active", "damping", "hold", "estop"]
-SAFE_MODES: tuple[SafeMode, ...] = get_args(SafeMode)
 MODES: tuple[Mode, ...] = get_args(Mode)
 
 

@@ -51,57 +51,17 @@ the control rate on hardware.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
-import math
 import threading
-from collections.abc import Mapping
-from typing import Any, Literal
+from typing import Literal
 
 import numpy as np
 
+from daydream.config import SafetyConfig
 from daydream.drivers.interface import (SAFE_MODES, Command, Driver, DriverError, DriverSpec, Health, Mode, SafeMode,
                                         SensorSample, SimulatedDriver)
 
 log = logging.getLogger(__name__)
-
-
-@dataclasses.dataclass(frozen=True)
-class SafetyConfig:
-    """Settings of the safety layer (config section `robot.safety`)."""
-
-    max_delta: float = 0.2               # largest change of a joint target per command (rad)
-    lowpass_alpha: float = 1.0           # target filter y = a*x + (1-a)*y_prev, in (0, 1]; 1 = off
-    watchdog_timeout_s: float = 0.5      # no command for this long (driver clock) -> safe mode
-    safe_mode: SafeMode = "damping"  # what the watchdog and e-stop switch to
-    watchdog_auto_resume: bool = True    # leave the watchdog's safe mode when commands come back
-
-    def __post_init__(self) -> None:
-        for name in ("max_delta", "watchdog_timeout_s"):
-            value = getattr(self, name)
-            if not _is_number(value) or not math.isfinite(value) or value <= 0:
-                raise ValueError(f"safety.{name} must be a positive finite number, got {value!r}")
-        alpha = self.lowpass_alpha
-        if not _is_number(alpha) or not 0.0 < alpha <= 1.0:
-            raise ValueError(f"safety.lowpass_alpha must be in (0, 1] (1 = filter off), got {alpha!r}")
-        if self.safe_mode not in SAFE_MODES:
-            raise ValueError(f"safety.safe_mode must be one of {list(SAFE_MODES)}, got {self.safe_mode!r}")
-        # A YAML "false" string or a 0 would otherwise pass as a truth value.
-        if not isinstance(self.watchdog_auto_resume, bool):
-            raise ValueError(f"safety.watchdog_auto_resume must be true or false, got {self.watchdog_auto_resume!r}")
-
-    @classmethod
-    def from_mapping(cls, values: Mapping[str, Any]) -> "SafetyConfig":
-        """Build from a config section; unknown keys are errors (they are usually typos)."""
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - names)
-        if unknown:
-            raise ValueError(f"unknown safety setting(s) {unknown}; known: {sorted(names)}")
-        return cls(**dict(values))
-
-
-def _is_number(value: object) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 class SafetyLayer(Driver):
