@@ -1,53 +1,6 @@
-"""The safety layer between any policy and any actuator.
-
-`SafetyLayer` wraps a driver (it *is* a `Driver`, with the wrapped driver's spec) and
-filters every command before the wrapped driver sees it, in this order:
-
-1. **non-finite rejection**: a command holding NaN or inf is dropped (counted, logged once
-   per burst); the previous target is sent again, so the joints keep it and a driver that
-   needs a steady command stream still gets one. A rejected command does not feed the
-   watchdog: a policy that only emits NaN is as good as a dead one.
-2. **clamp** to the actuator's per-joint `[low, high]`.
-3. **low-pass** `y = alpha * x + (1 - alpha) * y_prev` (`lowpass_alpha = 1`: off), where
-   `y_prev` is the previous target actually sent. Sharing that state with the rate limiter
-   means neither can wind up against the other.
-4. **rate limit**: per joint, the target moves at most `min(max_delta,
-   max_rate * dt)` from the previous target, `dt` being the driver-clock time since the
-   last accepted command (the nominal control period for the first command). After
-   `open()`, a resume, `clear_estop()` or a simulator `reset()` the "previous target" is
-   the *measured* joint position (sensor `joint_position`), so the robot never jumps.
-
-Steps 3 and 4 only ever move between points inside the joint limits (the measured
-reference is clamped too), so what reaches the driver is always within `[low, high]`.
-
-**Watchdog.** `tick()` (call it at least at the control rate; `write`, `read` and
-`advance` call it too) switches the wrapped driver to the configured safe mode (`damping`
-or `hold`) once no command has been accepted for `watchdog_timeout_s` of driver time;
-the clock starts at `open()`. (A command arriving late, before any `tick()` saw the
-silence, still counts a trip and is then treated as the first command after it.) With `watchdog_auto_resume` (the default) the next valid
-command resumes the driver, starting again from the measured position: the trip exists to
-stop a robot whose policy went silent (a crashed actor, a stalled network), and a policy
-that speaks again should not need an operator. Set it to false where a person must look at
-the robot first; then only an explicit `resume()` leaves the watchdog's safe mode.
-
-**Safe modes requested by the caller** (`safe_mode(mode, reason)`, e.g. by an env that saw
-a sensor fault) follow the `Driver` contract: commands are ignored until `resume()`, never
-auto-resumed.
-
-**E-stop.** `estop(reason)` (safe to call from another thread, e.g. a button listener)
-engages the safe mode at once and latches: commands are ignored, `resume()` refuses, and
-the latch survives `close()`/`open()`, until `clear_estop()` is called explicitly. Clearing
-resumes the wrapped driver, which stays in its safe mode until the next command is written
-(`Driver.resume` semantics), and that command is rate-limited from the measured position.
-`health().mode` is `"estop"` while latched.
-
-If the wrapped driver is a `SimulatedDriver`, `SafetyLayer(driver)` returns a
-`SimulatedSafetyLayer`, which also forwards `advance` and `reset`, so code that checks
-`isinstance(driver, SimulatedDriver)` treats the wrapped stack like the simulator itself.
-Watchdog trips during `advance(seconds)` are detected at its end: the trip latency is one
-`advance` call (one control period in `RobotEnv`), the same as a loop calling `tick()` at
-the control rate on hardware.
-"""
+"""The safety layer between any policy and any actuator: `SafetyLayer` filters every command
+(non-finite rejection, clamp, low-pass, rate limit), trips a watchdog on silence and latches e-stops;
+its settings are `SafetyConfig` (config section `robot.safety`)."""
 
 from __future__ import annotations
 
@@ -65,7 +18,56 @@ log = logging.getLogger(__name__)
 
 
 class SafetyLayer(Driver):
-    """A driver that filters every command to the driver it wraps; see the module docstring."""
+    """A driver that filters every command to the driver it wraps.
+
+    `SafetyLayer` wraps a driver (it *is* a `Driver`, with the wrapped driver's spec) and
+    filters every command before the wrapped driver sees it, in this order:
+
+    1. **non-finite rejection**: a command holding NaN or inf is dropped (counted, logged once
+       per burst); the previous target is sent again, so the joints keep it and a driver that
+       needs a steady command stream still gets one. A rejected command does not feed the
+       watchdog: a policy that only emits NaN is as good as a dead one.
+    2. **clamp** to the actuator's per-joint `[low, high]`.
+    3. **low-pass** `y = alpha * x + (1 - alpha) * y_prev` (`lowpass_alpha = 1`: off), where
+       `y_prev` is the previous target actually sent. Sharing that state with the rate limiter
+       means neither can wind up against the other.
+    4. **rate limit**: per joint, the target moves at most `min(max_delta,
+       max_rate * dt)` from the previous target, `dt` being the driver-clock time since the
+       last accepted command (the nominal control period for the first command). After
+       `open()`, a resume, `clear_estop()` or a simulator `reset()` the "previous target" is
+       the *measured* joint position (sensor `joint_position`), so the robot never jumps.
+
+    Steps 3 and 4 only ever move between points inside the joint limits (the measured
+    reference is clamped too), so what reaches the driver is always within `[low, high]`.
+
+    **Watchdog.** `tick()` (call it at least at the control rate; `write`, `read` and
+    `advance` call it too) switches the wrapped driver to the configured safe mode (`damping`
+    or `hold`) once no command has been accepted for `watchdog_timeout_s` of driver time;
+    the clock starts at `open()`. (A command arriving late, before any `tick()` saw the
+    silence, still counts a trip and is then treated as the first command after it.) With `watchdog_auto_resume` (the default) the next valid
+    command resumes the driver, starting again from the measured position: the trip exists to
+    stop a robot whose policy went silent (a crashed actor, a stalled network), and a policy
+    that speaks again should not need an operator. Set it to false where a person must look at
+    the robot first; then only an explicit `resume()` leaves the watchdog's safe mode.
+
+    **Safe modes requested by the caller** (`safe_mode(mode, reason)`, e.g. by an env that saw
+    a sensor fault) follow the `Driver` contract: commands are ignored until `resume()`, never
+    auto-resumed.
+
+    **E-stop.** `estop(reason)` (safe to call from another thread, e.g. a button listener)
+    engages the safe mode at once and latches: commands are ignored, `resume()` refuses, and
+    the latch survives `close()`/`open()`, until `clear_estop()` is called explicitly. Clearing
+    resumes the wrapped driver, which stays in its safe mode until the next command is written
+    (`Driver.resume` semantics), and that command is rate-limited from the measured position.
+    `health().mode` is `"estop"` while latched.
+
+    If the wrapped driver is a `SimulatedDriver`, `SafetyLayer(driver)` returns a
+    `SimulatedSafetyLayer`, which also forwards `advance` and `reset`, so code that checks
+    `isinstance(driver, SimulatedDriver)` treats the wrapped stack like the simulator itself.
+    Watchdog trips during `advance(seconds)` are detected at its end: the trip latency is one
+    `advance` call (one control period in `RobotEnv`), the same as a loop calling `tick()` at
+    the control rate on hardware.
+    """
 
     def __new__(cls, driver: Driver, config: SafetyConfig | None = None) -> "SafetyLayer":
         # Simulators get the subclass that forwards advance/reset, so isinstance checks
