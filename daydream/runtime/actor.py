@@ -1,28 +1,5 @@
-"""An actor (`daydream actor`): runs an env with the newest policy and streams experience.
-
-Every step is recorded as the learner's replay expects (`{**obs, action, reward}`,
-the action being the one that led to `obs`); every `transport.chunk_length` steps the
-chunk goes to `ExperienceSender`, which spools it durably before sending and resends
-until acked. Until the first policy arrives the actor takes uniformly random actions
-(the prefill). New policies are verified by `PolicyClient`, cached on disk and swapped
-in between two steps, keeping the recurrent state. On shutdown (Ctrl-C, SIGTERM, or
-`steps` reached) the partial chunk is spooled too and the actor waits up to
-`transport.drain_timeout_s` for acks; whatever is still unacked is resent on the next start.
-
-Sims and robots differ (`transport.pace_actors`): a paced sim actor never steps past the
-learner's last credit (also while the learner is unreachable), waits while its bounded
-spool is full (or the disk is), and stops when the learner says the run is over. A robot
-keeps acting regardless: a full spool drops its oldest unacked chunks (counted in
-status.json as `spool_dropped_*`, each listed in `dropped.jsonl`, logged once per
-episode), and a finished run makes it stop or, with `transport.on_learner_done:
-keep_acting`, act on its last policy without spooling (`steps_unspooled`).
-
-Actor folder `<logdir>/actors/<actor_id>/`: `spool/`, `policy/` (last policy received),
-`status.json` (counters; `steps_spooled` is the number of steps this actor has ever
-handed to the spool, which is what the learner's replay must end up holding), and
-`metrics.jsonl` (one `episode` record per episode: return, length, policy version and
-the env's per-episode diagnostics such as the robot's forward velocity).
-"""
+"""An actor (`daydream actor`): runs an env with the newest policy and streams experience to the learner
+(chunks, spool, pacing, policy swaps, faults); its folder is `<logdir>/actors/<actor_id>/`."""
 
 from __future__ import annotations
 
@@ -99,6 +76,32 @@ class Episode:
 
 
 class Actor:
+    """Runs an env with the newest policy and streams its experience.
+
+    Every step is recorded as the learner's replay expects (`{**obs, action, reward}`,
+    the action being the one that led to `obs`); every `transport.chunk_length` steps the
+    chunk goes to `ExperienceSender`, which spools it durably before sending and resends
+    until acked. Until the first policy arrives the actor takes uniformly random actions
+    (the prefill). New policies are verified by `PolicyClient`, cached on disk and swapped
+    in between two steps, keeping the recurrent state. On shutdown (Ctrl-C, SIGTERM, or
+    `steps` reached) the partial chunk is spooled too and the actor waits up to
+    `transport.drain_timeout_s` for acks; whatever is still unacked is resent on the next start.
+
+    Sims and robots differ (`transport.pace_actors`): a paced sim actor never steps past the
+    learner's last credit (also while the learner is unreachable), waits while its bounded
+    spool is full (or the disk is), and stops when the learner says the run is over. A robot
+    keeps acting regardless: a full spool drops its oldest unacked chunks (counted in
+    status.json as `spool_dropped_*`, each listed in `dropped.jsonl`, logged once per
+    episode), and a finished run makes it stop or, with `transport.on_learner_done:
+    keep_acting`, act on its last policy without spooling (`steps_unspooled`).
+
+    Actor folder `<logdir>/actors/<actor_id>/`: `spool/`, `policy/` (last policy received),
+    `status.json` (counters; `steps_spooled` is the number of steps this actor has ever
+    handed to the spool, which is what the learner's replay must end up holding), and
+    `metrics.jsonl` (one `episode` record per episode: return, length, policy version and
+    the env's per-episode diagnostics such as the robot's forward velocity).
+    """
+
     def __init__(self, config: Config, learner: str | None = None, policy: str | None = None,
                  max_steps: int = 0, env: Any = None) -> None:
         tc = config.transport

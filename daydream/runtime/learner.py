@@ -1,20 +1,5 @@
-"""The asynchronous learner (`daydream learner`): trains on experience streamed by actors.
-
-A network thread (`LearnerLink`) writes every incoming chunk durably to replay before
-acking it, and serves policies; this thread trains at `train.train_ratio` replayed
-steps per received step, exports the acting graph to ONNX and publishes it every
-`transport.publish_every` updates, checkpoints every `train.checkpoint_every` received
-steps, and stops at `train.steps` received steps (or Ctrl-C / SIGTERM, after a
-checkpoint). Reaching `train.steps` it checkpoints, then tells its actors that the run
-is over in every reply (they stop, or robots keep acting without spooling) and keeps
-answering and writing their last chunks for up to `transport.done_linger_s`, until each
-connected actor has heard it with an empty spool. Resuming a finished run does the same
-at once (so actors still waiting hear it) and says how to extend the run.
-
-Logdir: `config.yaml`, `checkpoint.pt`, `replay/` (one stream per actor), `link/`
-(the seen-set that drops duplicate chunks), `policy/` (the newest published policy),
-`metrics.jsonl`, `tb/` and `status.json`.
-"""
+"""The asynchronous learner (`daydream learner`): trains on experience streamed by actors and
+publishes policies to them, until `train.steps` steps are received."""
 
 from __future__ import annotations
 
@@ -44,6 +29,24 @@ log = logging.getLogger(__name__)
 
 
 class Learner(TrainingRun):
+    """Trains on what actors stream and publishes policies to them.
+
+    A network thread (`LearnerLink`) writes every incoming chunk durably to replay before
+    acking it, and serves policies; this thread trains at `train.train_ratio` replayed
+    steps per received step, exports the acting graph to ONNX and publishes it every
+    `transport.publish_every` updates, checkpoints every `train.checkpoint_every` received
+    steps, and stops at `train.steps` received steps (or Ctrl-C / SIGTERM, after a
+    checkpoint). Reaching `train.steps` it checkpoints, then tells its actors that the run
+    is over in every reply (they stop, or robots keep acting without spooling) and keeps
+    answering and writing their last chunks for up to `transport.done_linger_s`, until each
+    connected actor has heard it with an empty spool. Resuming a finished run does the same
+    at once (so actors still waiting hear it) and says how to extend the run.
+
+    Logdir: `config.yaml`, `checkpoint.pt`, `replay/` (one stream per actor), `link/`
+    (the seen-set that drops duplicate chunks), `policy/` (the newest published policy),
+    `metrics.jsonl`, `tb/` and `status.json`.
+    """
+
     def __init__(self, config: Config, resume: bool = False) -> None:
         if config.transport.publish_every <= 0:
             raise ValueError(f"transport.publish_every must be positive, got {config.transport.publish_every}")
