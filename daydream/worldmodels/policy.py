@@ -31,7 +31,7 @@ class TorchWorldModelsActing:
         if self.state is None or bool(np.asarray(obs.get("is_first", False))):
             self.state = self.rnn.initial_state(1)
         with torch.no_grad():
-            z = self.vae.encode(torch.as_tensor(np.asarray(obs["image"])[None]))[0]
+            z = self.vae.encode(torch.as_tensor(np.array(obs["image"])[None]))[0]  # a writable copy
             h = self.state[0][0]
             action = self.controller(np.concatenate([z.numpy(), h.numpy()], -1))
             _, self.state = self.rnn.lstm(torch.cat([z, torch.as_tensor(action)], -1)[:, None], self.state)
