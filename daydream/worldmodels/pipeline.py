@@ -224,14 +224,14 @@ class WorldModelsRun:
         rnn.load_state_dict(state)
         return vae.eval(), rnn.eval(), action_dim
 
-    def _box(self) -> tuple[np.ndarray, np.ndarray]:
+    def action_box(self) -> tuple[np.ndarray, np.ndarray]:
         env = self._env(self.config.seed)
         low, high = env.action_space.low, env.action_space.high
         env.close()
         return low, high
 
     def _controller(self, params: np.ndarray) -> LinearController:
-        low, high = self._box()
+        low, high = self.action_box()
         return LinearController.from_flat(params, self.wm.z_dim + self.wm.rnn_hidden, low, high)
 
     def episode(self, acting: Any, seed: int, max_steps: int, patience: int = 0) -> float:
@@ -265,7 +265,7 @@ class WorldModelsRun:
         the return, or its negative with `objective: minimize`, the learning check's negative control).
         """
         vae, rnn, action_dim = self._models()
-        low, high = self._box()
+        low, high = self.action_box()
         starts = self._starts() if in_dream else []
         generator = torch.Generator().manual_seed(self.config.seed)
         sign = {"maximize": 1.0, "minimize": -1.0}[self.wm.objective]
@@ -351,7 +351,7 @@ class WorldModelsRun:
             "returns": returns, "runtime": self.wm.eval_runtime, "trained_in_dream": self.wm.train_in_dream,
             "temperature": self.wm.temperature}
         if self.wm.random_tracks > 0:
-            low, high = self._box()
+            low, high = self.action_box()
             random = self.returns(RandomActing(low, high, self.config.seed), self.wm.random_tracks, "random policy")
             result.update(random_tracks=len(random), random_mean_return=float(np.mean(random)),
                           random_std_return=float(np.std(random)), random_returns=random)
