@@ -8,21 +8,18 @@ its inputs and can be checked against the torch agent to numerical precision.
 
 from __future__ import annotations
 
-import io
 import logging
-import warnings
 from pathlib import Path
 
 import numpy as np
-import onnx
 import torch
 from torch import Tensor, nn
 
 from daydream.agent import Agent
+from daydream.export.onnx_graph import export_graph
 from daydream.export.spec import METADATA_KEY, OUTPUTS, STATE_INPUTS, PolicySpec
 
 log = logging.getLogger(__name__)
-OPSET = 17
 
 
 class ActingGraph(nn.Module):
@@ -90,27 +87,8 @@ def export_onnx(agent: Agent, path: str | Path | None = None, version: int = 0) 
     spec = policy_spec(agent, version)
     graph = ActingGraph(agent if agent.device.type == "cpu" else _cpu_copy(agent)).eval()
     args = tuple(torch.as_tensor(a) for a in example_inputs(spec, batch=2))
-    names = spec.input_names
-    buffer = io.BytesIO()
-    with torch.no_grad(), warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice
-        torch.onnx.export(
-            graph, args, buffer, dynamo=False, opset_version=OPSET,
-            input_names=names, output_names=list(OUTPUTS),
-            dynamic_axes={n: {0: "batch"} for n in [*names, *OUTPUTS]},
-        )
-    model = onnx.load_from_string(buffer.getvalue())
-    onnx.helper.set_model_props(model, {
-        METADATA_KEY: spec.to_json(),
-        "policy_version": str(version),
-        "config_hash": spec.config_hash,
-    })
-    onnx.checker.check_model(model)
-    data = model.SerializeToString()
-    if path is not None:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        Path(path).write_bytes(data)
-    return data
+    props = {METADATA_KEY: spec.to_json(), "policy_version": str(version), "config_hash": spec.config_hash}
+    return export_graph(graph, args, spec.input_names, OUTPUTS, props, path)
 
 
 def _cpu_copy(agent: Agent) -> Agent:

@@ -9,21 +9,17 @@ both graphs are deterministic functions of their inputs and comparable with torc
 
 from __future__ import annotations
 
-import io
-import warnings
 from pathlib import Path
 
-import onnx
 import torch
 from torch import Tensor, nn
 
 from daydream.agent import Agent
 from daydream.agent.math import twohot_decode
+from daydream.export.onnx_graph import export_graph, write_model
 from daydream.export.planner_bundle import (
     FILTER_OUTPUTS, STEP_INPUTS, STEP_OUTPUTS, PlannerSpec, pack_bundle,
 )
-
-OPSET = 17
 
 
 class FilterGraph(nn.Module):
@@ -86,20 +82,11 @@ def export_planner(agent: Agent, path: str | Path | None = None, version: int = 
                         list(STEP_OUTPUTS), spec)
     data = pack_bundle(spec, filter_onnx, step_onnx)
     if path is not None:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        Path(path).write_bytes(data)
+        write_model(path, data)
     return data
 
 
 def _export(graph: nn.Module, args: tuple[Tensor, ...], inputs: list[str], outputs: list[str], spec: PlannerSpec) -> bytes:
-    buffer = io.BytesIO()
-    with torch.no_grad(), warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice
-        torch.onnx.export(graph, args, buffer, dynamo=False, opset_version=OPSET, input_names=inputs,
-                          output_names=outputs, dynamic_axes={n: {0: "batch"} for n in [*inputs, *outputs]})
-    model = onnx.load_from_string(buffer.getvalue())
-    onnx.helper.set_model_props(model, {"daydream_planner_graph": type(graph).__name__,
-                                        "policy_version": str(spec.version), "config_hash": spec.config_hash})
-    onnx.checker.check_model(model)
-    return model.SerializeToString()
-
+    return export_graph(graph, args, inputs, outputs, {"daydream_planner_graph": type(graph).__name__,
+                                                        "policy_version": str(spec.version),
+                                                        "config_hash": spec.config_hash})

@@ -11,9 +11,7 @@ with numpy and onnxruntime only.
 
 from __future__ import annotations
 
-import io
 import json
-import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -27,7 +25,6 @@ from daydream.worldmodels.vae import ConvVAE
 WM_METADATA_KEY = "daydream_worldmodels_spec"
 WM_INPUTS = ("image", "h", "c")
 WM_OUTPUTS = ("action", "h_out", "c_out")
-OPSET = 17
 
 
 @dataclass(frozen=True)
@@ -71,7 +68,7 @@ class WorldModelsStep(nn.Module):
 def export_worldmodels_onnx(vae: ConvVAE, rnn: MDNRNN, controller: LinearController,
                             path: str | Path | None = None, version: int = 0) -> bytes:
     """The policy step as ONNX bytes (written to `path` if given), with its spec in the metadata."""
-    import onnx
+    from daydream.export.onnx_graph import export_graph  # onnx only where a policy is exported
 
     spec = WorldModelsSpec(image=[64, 64, 3], hidden=rnn.hidden, z_dim=rnn.z_dim, action_dim=rnn.action_dim,
                            low=[float(x) for x in controller.low], high=[float(x) for x in controller.high],
@@ -83,20 +80,8 @@ def export_worldmodels_onnx(vae: ConvVAE, rnn: MDNRNN, controller: LinearControl
     batch = 2
     args = (torch.zeros(batch, *spec.image, dtype=torch.uint8), torch.zeros(batch, spec.hidden),
             torch.zeros(batch, spec.hidden))
-    buffer = io.BytesIO()
-    with torch.no_grad(), warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice and LSTM batch warnings
-        torch.onnx.export(graph, args, buffer, dynamo=False, opset_version=OPSET, input_names=list(WM_INPUTS),
-                          output_names=list(WM_OUTPUTS),
-                          dynamic_axes={n: {0: "batch"} for n in [*WM_INPUTS, *WM_OUTPUTS]})
-    model = onnx.load_from_string(buffer.getvalue())
-    onnx.helper.set_model_props(model, {WM_METADATA_KEY: spec.to_json(), "policy_version": str(version)})
-    onnx.checker.check_model(model)
-    data = model.SerializeToString()
-    if path is not None:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        Path(path).write_bytes(data)
-    return data
+    return export_graph(graph, args, WM_INPUTS, WM_OUTPUTS, {WM_METADATA_KEY: spec.to_json(),
+                                                              "policy_version": str(version)}, path)
 
 
 __all__ = ["WM_METADATA_KEY", "WorldModelsSpec", "WorldModelsStep", "export_worldmodels_onnx"]
