@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import signal
+import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 from daydream.replay import Replay
 from daydream.runtime.local_run import (  # noqa: F401 (the process helpers live in the package, shared with benchmarks)
-    REPO, Proc, actor_status, ephemeral_port_range, free_port_pair, learner_status, start, wait_until, wait_until_true)
+    REPO, Proc, actor_status, free_port_pair, learner_status, start, wait_until, wait_until_true)
+from daydream.runtime.status import read_status
 
 
 def fast_overrides(logdir: Path, port: int, *extra: str) -> list[str]:
@@ -37,3 +41,25 @@ def replay_steps(logdir: Path) -> int:
 
 def spooled_steps(logdir: Path, *actor_ids: str) -> int:
     return sum(int(actor_status(logdir, a)["steps_spooled"]) for a in actor_ids)
+
+
+def wait_for_learning_graph(logdir: Path, actor_id: str, steps: int, timeout: float, logs: Callable[[], str]) -> None:
+    """A ROS graph at work: `steps` of experience at the learner, a learned policy at the robot actor `actor_id`,
+    and the robot_driver active and commanded. Fails with `logs()` (read when it fails)."""
+    try:
+        wait_until_true(lambda: read_status(logdir / "actors" / actor_id).get("policy_version", 0) >= 1
+                        and learner_status(logdir).get("received_steps", 0) >= steps, timeout,
+                        "experience at the learner and a policy at the actor")
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}\n{logs()}") from None
+    driver = read_status(logdir / "ros" / "robot_driver")
+    assert driver["mode"] == "active" and driver["commands"] > 0, logs()
+
+
+def stop_in_order(procs: list[tuple[str, subprocess.Popen]], timeout: float = 120) -> dict[str, int]:
+    """SIGINT each process and wait for it to exit, in the order given (the learner last); their exit codes."""
+    codes = {}
+    for name, proc in procs:
+        proc.send_signal(signal.SIGINT)
+        codes[name] = proc.wait(timeout)
+    return codes

@@ -9,7 +9,6 @@ full venv and acts with the policies it sends back.
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import sysconfig
@@ -21,8 +20,7 @@ import yaml
 
 from daydream.config import load_config
 from daydream.drivers.dynamixel.emulator import EmulatedBus
-from daydream.runtime.status import read_status
-from processes import REPO, free_port_pair, learner_status, wait_until_true
+from processes import REPO, free_port_pair, stop_in_order, wait_for_learning_graph
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(420)]
 
@@ -93,16 +91,9 @@ def test_the_robot_graph_runs_in_the_robot_venv_against_a_full_learner(robot_pyt
             return "\n".join(parts)
 
         try:
-            wait_until_true(lambda: read_status(logdir / "actors" / "arm").get("policy_version", 0) >= 1
-                            and learner_status(logdir).get("received_steps", 0) >= 40, 240,
-                            f"experience at the learner and a policy at the robot venv's actor\n{logs()}")
-            driver = read_status(logdir / "ros" / "robot_driver")
-            assert driver["mode"] == "active" and driver["commands"] > 0, logs()
+            wait_for_learning_graph(logdir, "arm", 40, 240, logs)  # the robot venv's actor
         finally:
-            launch.send_signal(signal.SIGINT)
-            launch_code = launch.wait(120)
-            learner.send_signal(signal.SIGINT)
-            learner.wait(120)
-    assert launch_code == 0, logs()
+            codes = stop_in_order([("launch", launch), ("learner", learner)])
+    assert codes["launch"] == 0, logs()
     assert "ModuleNotFoundError" not in logs() and "ImportError" not in logs(), logs()
     assert "onnx" in (logdir / "ros" / "robot_actor.log").read_text()

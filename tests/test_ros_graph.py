@@ -26,7 +26,7 @@ from daydream.ros import messages as m
 from daydream.ros.dds_backend import DdsNode
 from daydream.ros.port import rclpy_available
 from daydream.runtime.status import read_status
-from processes import REPO, free_port_pair, learner_status, wait_until_true
+from processes import REPO, free_port_pair, stop_in_order, wait_for_learning_graph, wait_until_true
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(400)]
 PEER = Path(__file__).with_name("ros_stock_peer.py")
@@ -88,9 +88,8 @@ def test_launch_sim_graph_end_to_end_with_faults(tmp_path, monkeypatch, backend)
     driver_status = lambda: read_status(logdir / "ros" / "robot_driver")  # noqa: E731
     try:
         # experience reaches the learner, a learned policy reaches the actor, which commands the robot
-        wait(lambda: read_status(actor_dir).get("policy_version", 0) >= 1 and learner_status(logdir).get(
-            "received_steps", 0) >= 60, 200, "experience at the learner and a policy at the actor")
-        assert driver_status()["mode"] == "active" and driver_status()["commands"] > 0
+        assert launcher.poll() is None, logs()
+        wait_for_learning_graph(logdir, "robot", 60, 200, logs)
         if rclpy_available():
             # a stock ROS 2 node (rclpy on Fast DDS, stock QoS) receives the actor's commands and sees both nodes
             nodes = ["/robot/robot_driver", "/robot/robot_actor"]  # the DDS backend's via ros_discovery_info
@@ -174,16 +173,9 @@ def test_mixed_graph_driver_on_rclpy_actor_on_cyclone_dds(tmp_path, monkeypatch)
                          for name in procs)
 
     try:
-        wait_until_true(lambda: read_status(logdir / "actors" / "robot").get("policy_version", 0) >= 1
-                        and learner_status(logdir).get("received_steps", 0) >= 60, 200,
-                        f"experience at the learner and a policy at the actor\n{logs()}")
-        status = read_status(logdir / "ros" / "robot_driver")
-        assert status["mode"] == "active" and status["commands"] > 0, logs()
+        wait_for_learning_graph(logdir, "robot", 60, 200, logs)
     finally:
-        codes = {}
-        for name in ("robot_actor", "robot_driver", "learner"):
-            procs[name].send_signal(signal.SIGINT)
-            codes[name] = procs[name].wait(120)
+        codes = stop_in_order([(name, procs[name]) for name in ("robot_actor", "robot_driver", "learner")])
     assert codes["robot_actor"] == 0 and codes["robot_driver"] == 0, f"{codes}\n{logs()}"
     assert "Traceback" not in logs()
     assert (logdir / "checkpoint.pt").exists()  # the learner stopped cleanly
