@@ -11,6 +11,7 @@ from __future__ import annotations
 import collections
 import logging
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import zmq
@@ -23,6 +24,17 @@ log = logging.getLogger(__name__)
 
 _AUTH_EVENTS = (zmq.EVENT_HANDSHAKE_FAILED_AUTH | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
                 | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL)
+
+
+def _queued(socket: zmq.Socket, timeout_ms: int, max_messages: int) -> Iterator[list[zmq.Frame]]:
+    """Wait up to `timeout_ms` for a first message, then yield the queued ones (at most `max_messages`)."""
+    if timeout_ms and not socket.poll(timeout_ms, zmq.POLLIN):
+        return
+    for _ in range(max_messages):
+        try:
+            yield socket.recv_multipart(zmq.NOBLOCK, copy=False)
+        except zmq.Again:
+            return
 
 
 def _log_bad(stats: collections.Counter, kind: str, where: str, error: Exception) -> None:
@@ -77,13 +89,7 @@ class RouterEnd:
         """Wait up to `timeout_ms` for the first message, then take what is queued (at most `max_messages`)."""
         out: list[tuple[bytes, str, dict[str, Any]]] = []
         self._drain_monitor()
-        if not self.socket.poll(timeout_ms, zmq.POLLIN):
-            return out
-        for _ in range(max_messages):
-            try:
-                frames = self.socket.recv_multipart(zmq.NOBLOCK, copy=False)
-            except zmq.Again:
-                break
+        for frames in _queued(self.socket, timeout_ms, max_messages):
             identity = frames[0].bytes
             try:
                 msg_type, payload = decode(frames[1:], self.max_message_bytes)
@@ -166,13 +172,7 @@ class DealerEnd:
     def recv(self, timeout_ms: int = 0, max_messages: int = 1000) -> list[tuple[str, dict[str, Any]]]:
         out: list[tuple[str, dict[str, Any]]] = []
         self._drain_monitor()
-        if timeout_ms and not self.socket.poll(timeout_ms, zmq.POLLIN):
-            return out
-        for _ in range(max_messages):
-            try:
-                frames = self.socket.recv_multipart(zmq.NOBLOCK, copy=False)
-            except zmq.Again:
-                break
+        for frames in _queued(self.socket, timeout_ms, max_messages):
             try:
                 out.append(decode(frames, self.max_message_bytes))
             except ProtocolError as e:
