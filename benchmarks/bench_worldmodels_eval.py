@@ -42,14 +42,15 @@ def summary(paths: list[str]) -> None:
     returns: dict[str, dict[int, float]] = {}
     for path in paths:
         if path.endswith(".json"):  # an eval stage's eval.json: tracks 0..n-1
-            data = json.load(open(path))
+            with open(path) as f:
+                data = json.load(f)
             returns.setdefault(data["runtime"], {}).update(enumerate(data["returns"]))
             returns.setdefault("random", {}).update(enumerate(data.get("random_returns", [])))
             continue
-        for line in open(path):
-            if line.startswith("{"):
-                row = json.loads(line)
-                returns.setdefault(row["policy"], {})[row["track"]] = row["return"]
+        with open(path) as f:
+            rows = [json.loads(line) for line in f if line.startswith("{")]
+        for row in rows:
+            returns.setdefault(row["policy"], {})[row["track"]] = row["return"]
     for policy, by_track in returns.items():
         values = np.array(list(by_track.values()))
         print(json.dumps({"policy": policy, "tracks": len(values), "mean": round(float(values.mean()), 1),

@@ -27,7 +27,7 @@ EPISODE = 10
 
 
 class SideEnv(gym.Env):
-    metadata = {"render_modes": ["rgb_array"], "render_fps": 10}
+    metadata = {"render_modes": ("rgb_array",), "render_fps": 10}  # noqa: RUF012 (gymnasium's class attribute)
 
     def __init__(self, render_mode: str | None = None) -> None:
         self.render_mode = render_mode

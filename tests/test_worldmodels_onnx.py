@@ -9,7 +9,11 @@ import pytest
 import torch
 
 from daydream.export.worldmodels_onnx import export_worldmodels_onnx
-from daydream.runtime.acting_worldmodels import WorldModelsActing, is_worldmodels_graph, onnx_acting
+from daydream.runtime.acting_worldmodels import (
+    WorldModelsActing,
+    is_worldmodels_graph,
+    onnx_acting,
+)
 from daydream.worldmodels.controller import LinearController
 from daydream.worldmodels.mdnrnn import MDNRNN
 from daydream.worldmodels.policy import TorchWorldModelsActing
@@ -73,7 +77,7 @@ def test_graphs_without_the_world_models_spec_are_refused():
     assert not is_worldmodels_graph(buffer.getvalue())
     with pytest.raises(ValueError, match="no World Models spec"):
         WorldModelsActing(buffer.getvalue())
-    vae, rnn, controller = _parts()
+    vae, rnn, _ = _parts()
     bad = LinearController.from_flat(np.zeros(LinearController.size(8 + 4, 3)), 8 + 4, [-1.0, 0.0, 0.0], [1.0] * 3)
     with pytest.raises(ValueError, match="does not fit M"):
         export_worldmodels_onnx(vae, rnn, bad)
