@@ -26,6 +26,14 @@ _AUTH_EVENTS = (zmq.EVENT_HANDSHAKE_FAILED_AUTH | zmq.EVENT_HANDSHAKE_FAILED_PRO
                 | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL)
 
 
+def _close(socket: zmq.Socket, monitor: zmq.Socket | None) -> None:
+    """Close a socket and its CURVE monitor (if any) without lingering."""
+    if monitor is not None:
+        socket.disable_monitor()
+        monitor.close(linger=0)
+    socket.close(linger=0)
+
+
 def _queued(socket: zmq.Socket, timeout_ms: int, max_messages: int) -> Iterator[list[zmq.Frame]]:
     """Wait up to `timeout_ms` for a first message, then yield the queued ones (at most `max_messages`)."""
     if timeout_ms and not socket.poll(timeout_ms, zmq.POLLIN):
@@ -115,11 +123,8 @@ class RouterEnd:
                              self.endpoint)
 
     def close(self) -> None:
-        if self._monitor is not None:
-            self.socket.disable_monitor()
-            self._monitor.close(linger=0)
-            self._monitor = None
-        self.socket.close(linger=0)
+        _close(self.socket, self._monitor)
+        self._monitor = None
         if self._auth is not None:
             self._auth.stop()
             self._auth = None
@@ -190,9 +195,6 @@ class DealerEnd:
                              "key, and this actor's key in the learner's allowed/ folder?", self.endpoint)
 
     def close(self) -> None:
-        if self._monitor is not None:
-            self.socket.disable_monitor()
-            self._monitor.close(linger=0)
-            self._monitor = None
-        self.socket.close(linger=0)
+        _close(self.socket, self._monitor)
+        self._monitor = None
         self._context.term()
