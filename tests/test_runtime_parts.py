@@ -15,7 +15,7 @@ from daydream.export.onnx_export import export_onnx
 from daydream.export.weights import acting_weights, load_acting_weights
 from daydream.replay.spec import Spec
 from daydream.runtime.acting import OnnxActing, TorchActing
-from daydream.runtime.actor import ChunkBuilder
+from daydream.runtime.episode import ChunkBuilder
 from daydream.runtime.policy_store import PolicyStore
 from daydream.transport.codec import check_actor_id
 from daydream.transport.endpoints import local_connect_address, policy_endpoint

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import re
@@ -23,7 +22,7 @@ from daydream.envs import make_env
 from daydream.envs.contract import random_action, zero_action
 from daydream.runtime.acting import ActingPolicy, TorchActing
 from daydream.runtime.acting_worldmodels import onnx_acting
-from daydream.runtime.evaluate import EpisodeDiagnostics
+from daydream.runtime.episode import ChunkBuilder, Episode
 from daydream.runtime.metrics import MetricsWriter
 from daydream.runtime.planner_acting import PlannerActing, wire_format
 from daydream.runtime.policy_store import PolicyStore
@@ -40,39 +39,6 @@ log = logging.getLogger(__name__)
 
 def default_actor_id() -> str:
     return re.sub(r"[^A-Za-z0-9_.\-]", "-", socket.gethostname())[:64] or "actor"
-
-
-class ChunkBuilder:
-    """Collects step records and cuts them into [N, ...] chunks."""
-
-    def __init__(self, length: int) -> None:
-        if length <= 0:
-            raise ValueError(f"transport.chunk_length must be positive, got {length}")
-        self.length = length
-        self.rows: list[dict[str, np.ndarray]] = []
-
-    def add(self, row: dict[str, Any]) -> dict[str, np.ndarray] | None:
-        self.rows.append({k: np.asarray(v) for k, v in row.items()})
-        return self.take() if len(self.rows) >= self.length else None
-
-    def take(self) -> dict[str, np.ndarray] | None:
-        if not self.rows:
-            return None
-        rows, self.rows = self.rows, []
-        return {k: np.stack([r[k] for r in rows]) for k in rows[0]}
-
-
-@dataclasses.dataclass
-class Episode:
-    """The episode being acted: its id on the wire, the last action and reward (recorded with the next
-    observation), its return and length so far, and the env's per-step diagnostics."""
-
-    action: np.ndarray
-    id: int = dataclasses.field(default_factory=time.time_ns)
-    reward: float = 0.0
-    total: float = 0.0
-    length: int = 0
-    diagnostics: EpisodeDiagnostics = dataclasses.field(default_factory=EpisodeDiagnostics)
 
 
 class Actor:
