@@ -142,7 +142,7 @@ class SafetyLayer(Driver):
     # -- commands -------------------------------------------------------------------------
 
     def write(self, command: Command) -> None:
-        """Filter `command` (see the module docstring) and send the result to the wrapped driver."""
+        """Filter `command` (see the class docstring) and send the result to the wrapped driver."""
         with self._lock:
             if self._mode == "closed":
                 raise DriverError(f"safety layer over {self.spec.name} is closed; call open() before write()")

@@ -4,33 +4,6 @@ This module owns the arm's side of the driver contract: turning a config (servo 
 limits, calibration) into a `DriverSpec`, bringing the servos up safely, converting between
 register units and SI units, keeping every command inside the configured limits, the safe modes
 and the health report. Bytes on the wire are `protocol`'s business, the port is `SerialLink`'s.
-
-Units and calibration. A servo's position register counts 4096 ticks per turn, 2048 being its
-centre; the joint angle is `q = sign * (servo_angle - offset)` with `servo_angle = (ticks - 2048) *
-2*pi/4096`, so `signs` (+1/-1) and `offsets` (rad) calibrate each joint. Velocities are converted
-from 0.229 rpm units to rad/s, currents from 2.69 mA units (X-series with current sensing: XM, XH)
-to A. Joint limits must lie inside the servo's single-turn range (position mode).
-
-Per control step the arm does one SYNC_READ of the contiguous block 126..135 (Present Current,
-Velocity, Position: 10 bytes per servo) in `read()` and one SYNC_WRITE of Goal Position in
-`write()` (no reply), as fast arm drivers do.
-
-Bring-up (`open()`): ping every id (a clear error names the missing ids and joints); check and, if
-needed, program the EEPROM settings (operating mode, the servo's own Min/Max Position Limit set
-to the configured joint limits, so the servo itself also bounds its goals); these need torque
-off, so a servo whose settings must change is switched off first (logged); set Profile Velocity
-from `velocity_limit` (the servo's own trajectory speed cap) and, with `current_limit`, use
-current-based position mode with Goal Current at that limit; set the goal to the present position
-(clamped into the limits) and only then enable torque, so the arm does not jump.
-
-Safe modes: `damping` switches torque off: the servos go limp (no active damping: only their gear
-friction holds them, so an arm loaded by gravity sags or falls; use `hold` where that matters).
-`hold` sets the goal to the present position (clamped) with torque on. `resume()` re-enables
-torque from the present position. `close()` switches torque off.
-
-After the link reconnects (adapter unplugged and back) the arm checks the servos' torque state;
-if servos lost power meanwhile (torque off where it should be on) it switches to `damping` and
-the call raises a DriverError saying so; `resume()` brings the arm back from the present position.
 """
 
 from __future__ import annotations
@@ -77,7 +50,34 @@ def _per_joint(value: Any, n: int, name: str) -> list[float]:
 
 
 class DynamixelArm(Driver):
-    """An arm of Dynamixel X-series servos on one bus; see the module docstring.
+    """An arm of Dynamixel X-series servos on one bus.
+
+    Units and calibration. A servo's position register counts 4096 ticks per turn, 2048 being its
+    centre; the joint angle is `q = sign * (servo_angle - offset)` with `servo_angle = (ticks - 2048) *
+    2*pi/4096`, so `signs` (+1/-1) and `offsets` (rad) calibrate each joint. Velocities are converted
+    from 0.229 rpm units to rad/s, currents from 2.69 mA units (X-series with current sensing: XM, XH)
+    to A. Joint limits must lie inside the servo's single-turn range (position mode).
+
+    Per control step the arm does one SYNC_READ of the contiguous block 126..135 (Present Current,
+    Velocity, Position: 10 bytes per servo) in `read()` and one SYNC_WRITE of Goal Position in
+    `write()` (no reply), as fast arm drivers do.
+
+    Bring-up (`open()`): ping every id (a clear error names the missing ids and joints); check and, if
+    needed, program the EEPROM settings (operating mode, the servo's own Min/Max Position Limit set
+    to the configured joint limits, so the servo itself also bounds its goals); these need torque
+    off, so a servo whose settings must change is switched off first (logged); set Profile Velocity
+    from `velocity_limit` (the servo's own trajectory speed cap) and, with `current_limit`, use
+    current-based position mode with Goal Current at that limit; set the goal to the present position
+    (clamped into the limits) and only then enable torque, so the arm does not jump.
+
+    Safe modes: `damping` switches torque off: the servos go limp (no active damping: only their gear
+    friction holds them, so an arm loaded by gravity sags or falls; use `hold` where that matters).
+    `hold` sets the goal to the present position (clamped) with torque on. `resume()` re-enables
+    torque from the present position. `close()` switches torque off.
+
+    After the link reconnects (adapter unplugged and back) the arm checks the servos' torque state;
+    if servos lost power meanwhile (torque off where it should be on) it switches to `damping` and
+    the call raises a DriverError saying so; `resume()` brings the arm back from the present position.
 
     Keyword arguments (all from `robot.driver_args` in the config):
       ids: servo ids, one per joint, in joint order.  joint_names: names (default joint_<id>).

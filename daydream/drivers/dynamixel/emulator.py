@@ -3,35 +3,6 @@
 This module owns the process side of the serial tests: the emulator process that serves a
 `BusModel` (`bus_model.py`: the servos and their Protocol 2.0 answers) on a pty, and `EmulatedBus`,
 the context manager tests use to start and steer it.
-
-**The pty.** The emulator process calls `os.openpty()` and keeps the *master* end: it is the
-device. The *slave* end (`/dev/pts/N`) is what a driver opens with pyserial, exactly like a
-`/dev/ttyUSB0`, so the driver's real pyserial code path is exercised. Drivers are given a stable
-symlink to it (`EmulatedBus.port`, in a temporary directory), as udev's `/dev/serial/by-id/` links
-are for real adapters. The emulator also keeps a slave descriptor of its own open, so a driver
-closing and reopening the port does not hang up the master.
-
-**Faults** (set at start with `faults=` or at any time with `EmulatedBus.inject`):
-
-* `drop`: the next N status packets each lose one byte (the middle one);
-* `corrupt`: the next N status packets carry a wrong CRC;
-* `delay_s` (+ `delay_count`, -1: until changed): status packets leave this much later;
-* `silent_s`: for this long the bus swallows every request and answers nothing (a device that
-  does not answer: unpowered servos, wrong baudrate);
-* `unplug(seconds)`: the adapter is unplugged: the symlink is removed, the pty master closed (the
-  driver's open port hangs up: its reads and writes fail as with a vanished `/dev/ttyUSB0`), and
-  after `seconds` (or on `replug()`) a *new* pty is created and the symlink points at it, as a
-  replugged adapter reappears (often under another /dev name) behind its by-id link. The servos
-  stay powered, so their state is kept;
-* `power_cycle()`: the servos lose power: torque off, goals reset to the present positions.
-
-Every goal position the bus receives (WRITE or SYNC_WRITE touching address 116) is recorded with
-its servo id, whether the servo accepted it or not, so tests can check that nothing outside the
-configured limits ever reached the bus (`EmulatedBus.goals()`).
-
-The emulator process is `python -m daydream.drivers.dynamixel.emulator CONFIG_JSON`; it speaks
-JSON lines on stdin/stdout (commands and acknowledgements) and exits when stdin closes, so it never
-outlives the test that started it.
 """
 
 from __future__ import annotations
@@ -284,7 +255,36 @@ class EmulatedBus:
             assert all(low <= g <= high for _, g in bus.goals())
 
     `positions` maps servo id -> initial position in ticks (2048 = 0 rad); `faults` are set before
-    the first request (see the module docstring for the fault names).
+    the first request.
+
+    **The pty.** The emulator process calls `os.openpty()` and keeps the *master* end: it is the
+    device. The *slave* end (`/dev/pts/N`) is what a driver opens with pyserial, exactly like a
+    `/dev/ttyUSB0`, so the driver's real pyserial code path is exercised. Drivers are given a stable
+    symlink to it (`EmulatedBus.port`, in a temporary directory), as udev's `/dev/serial/by-id/` links
+    are for real adapters. The emulator also keeps a slave descriptor of its own open, so a driver
+    closing and reopening the port does not hang up the master.
+
+    **Faults** (set at start with `faults=` or at any time with `EmulatedBus.inject`):
+
+    * `drop`: the next N status packets each lose one byte (the middle one);
+    * `corrupt`: the next N status packets carry a wrong CRC;
+    * `delay_s` (+ `delay_count`, -1: until changed): status packets leave this much later;
+    * `silent_s`: for this long the bus swallows every request and answers nothing (a device that
+      does not answer: unpowered servos, wrong baudrate);
+    * `unplug(seconds)`: the adapter is unplugged: the symlink is removed, the pty master closed (the
+      driver's open port hangs up: its reads and writes fail as with a vanished `/dev/ttyUSB0`), and
+      after `seconds` (or on `replug()`) a *new* pty is created and the symlink points at it, as a
+      replugged adapter reappears (often under another /dev name) behind its by-id link. The servos
+      stay powered, so their state is kept;
+    * `power_cycle()`: the servos lose power: torque off, goals reset to the present positions.
+
+    Every goal position the bus receives (WRITE or SYNC_WRITE touching address 116) is recorded with
+    its servo id, whether the servo accepted it or not, so tests can check that nothing outside the
+    configured limits ever reached the bus (`EmulatedBus.goals()`).
+
+    The emulator process is `python -m daydream.drivers.dynamixel.emulator CONFIG_JSON`; it speaks
+    JSON lines on stdin/stdout (commands and acknowledgements) and exits when stdin closes, so it never
+    outlives the test that started it.
     """
 
     def __init__(self, ids: Iterable[int] = (1, 2, 3, 4), positions: Mapping[int, int] | None = None,
