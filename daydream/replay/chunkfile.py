@@ -1,35 +1,6 @@
 """One chunk on disk: its file name, its durable write and its memory-mapped read.
 
-Format: each chunk is one UNCOMPRESSED `.npz` (a ZIP archive with ZIP_STORED
-members, one `<key>.npy` per key, arrays [N, ...]). We chose this over a folder of
-`.npy` files because:
-
-* one file per chunk makes the atomic commit a plain `os.replace` of a file
-  (renaming a folder over nothing is atomic too, but cleaning up half-written temp
-  folders and fsyncing every member and both directories is more to get right);
-* one file per chunk means one open file descriptor per mapped chunk instead of one
-  per key (`mmap` keeps a dup of the descriptor, and a 1M-step replay has ~1000 chunks);
-* the files stay readable with a plain `np.load(path)` for debugging and tools.
-
-`np.load(..., mmap_mode="r")` cannot map zip members, so `read_layout` walks the zip
-directory once to find where each member's array bytes start (local header + `.npy`
-header), and `map_chunk` maps the whole file once and views each key at its offset.
-When writing, each member's local header gets a padding extra field (the 0xD935 id
-that Android's zipalign uses; zip readers skip unknown extra fields) so every array
-starts 64-byte aligned in the file, and therefore in the mapping.
-
-Durability: a chunk is written to `.<name>.tmp` in the same directory, flushed and
-fsync'd, `os.replace`d to `<name>` and the directory fsync'd. A file under a final
-name is therefore always complete; a crash leaves at most a temp file, which
-`remove_temp_files` deletes on the next start.
-
-File name: `{seq:012d}-{stream}-{index:08d}-{length}[@{label}].npz`. `seq` is the
-directory-wide creation order (eviction order), `index` the chunk's position in its
-stream (a gap means a chunk is missing, so the data on either side is not
-consecutive), `length` the number of steps, and `label` an optional client-chosen
-chunk name used to drop retransmitted chunks. Stream ids and labels are restricted to
-[A-Za-z0-9_.-]; the fixed numeric fields at both ends keep the name unambiguous even
-though a stream id may itself contain '-'.
+A chunk is one uncompressed, 64-byte-aligned `.npz`, written atomically and mapped without copying.
 """
 
 from __future__ import annotations
@@ -65,6 +36,15 @@ def check_id(value: str, what: str) -> str:
 
 @dataclasses.dataclass(frozen=True)
 class ChunkName:
+    """A chunk's file name: `{seq:012d}-{stream}-{index:08d}-{length}[@{label}].npz`. `seq` is the
+    directory-wide creation order (eviction order), `index` the chunk's position in its
+    stream (a gap means a chunk is missing, so the data on either side is not
+    consecutive), `length` the number of steps, and `label` an optional client-chosen
+    chunk name used to drop retransmitted chunks. Stream ids and labels are restricted to
+    [A-Za-z0-9_.-]; the fixed numeric fields at both ends keep the name unambiguous even
+    though a stream id may itself contain '-'.
+    """
+
     seq: int
     stream: str
     index: int
@@ -115,7 +95,24 @@ def remove_temp_files(directory: Path) -> list[Path]:
 
 
 def write_chunk(directory: Path, name: ChunkName, arrays: dict[str, np.ndarray]) -> Path:
-    """Write `arrays` durably as `directory/name.filename` and return its path."""
+    """Write `arrays` durably as `directory/name.filename` and return its path.
+
+    Format: each chunk is one UNCOMPRESSED `.npz` (a ZIP archive with ZIP_STORED
+    members, one `<key>.npy` per key, arrays [N, ...]). We chose this over a folder of
+    `.npy` files because:
+
+    * one file per chunk makes the atomic commit a plain `os.replace` of a file
+      (renaming a folder over nothing is atomic too, but cleaning up half-written temp
+      folders and fsyncing every member and both directories is more to get right);
+    * one file per chunk means one open file descriptor per mapped chunk instead of one
+      per key (`mmap` keeps a dup of the descriptor, and a 1M-step replay has ~1000 chunks);
+    * the files stay readable with a plain `np.load(path)` for debugging and tools.
+
+    Durability: a chunk is written to `.<name>.tmp` in the same directory, flushed and
+    fsync'd, `os.replace`d to `<name>` and the directory fsync'd. A file under a final
+    name is therefore always complete; a crash leaves at most a temp file, which
+    `remove_temp_files` deletes on the next start.
+    """
     final = directory / name.filename
     assert temp_path(final).name == name.temp_filename  # remove_temp_files relies on the same naming
     atomic_write(final, lambda f: _write_npz(f, arrays))
@@ -146,7 +143,15 @@ def _align_extra(header_offset: int, member: str) -> bytes:
 
 
 def read_layout(path: Path) -> ChunkLayout:
-    """Where each key's array lives in a chunk file; raises ValueError if the file is not a valid chunk."""
+    """Where each key's array lives in a chunk file; raises ValueError if the file is not a valid chunk.
+
+    `np.load(..., mmap_mode="r")` cannot map zip members, so `read_layout` walks the zip
+    directory once to find where each member's array bytes start (local header + `.npy`
+    header), and `map_chunk` maps the whole file once and views each key at its offset.
+    When writing, each member's local header gets a padding extra field (the 0xD935 id
+    that Android's zipalign uses; zip readers skip unknown extra fields) so every array
+    starts 64-byte aligned in the file, and therefore in the mapping.
+    """
     try:
         size = path.stat().st_size
         with open(path, "rb") as f, zipfile.ZipFile(f) as zf:
