@@ -151,3 +151,20 @@ def test_an_actor_with_the_planner_runtime_takes_the_learners_bundle_and_plans(t
             actor.close()
     assert actor.policy.version == 1 and actor.rejected_policies == 0
     assert is_planner_bundle(actor.store.load().onnx)  # cached for the next start
+
+
+def test_a_planner_bundle_file_is_refused_by_the_onnx_policy(tmp_path):
+    from daydream.export.onnx_policy import OnnxPolicy
+
+    obs_space, act_space = vector_spaces(action_dim=2)
+    path = tmp_path / "policy.onnx"
+    export_onnx(planet_agent(obs_space, act_space), path)
+    with pytest.raises(ValueError, match="policy_runtime: planner"):
+        OnnxPolicy(path)
+    assert OnnxPlanner(path, load_planner_config()).version == 0  # the planner reads the same file
+
+
+def load_planner_config():
+    from daydream.config import load_config
+
+    return load_config("planet_pendulum").behavior.planner

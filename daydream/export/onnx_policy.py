@@ -30,7 +30,7 @@ class OnnxPolicy:
         options.inter_op_num_threads = 1
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         source = model if isinstance(model, bytes) else str(model)
-        if isinstance(model, bytes) and is_planner_bundle(model):
+        if is_planner_bundle(_head(model)):
             raise ValueError("this policy is a PlaNet planner bundle (the learner trains behavior.kind: planet), "
                              "not an acting graph: use transport.policy_runtime: planner")
         try:
@@ -95,3 +95,14 @@ class OnnxPolicy:
         action, action_mode, deter, stoch = self.session.run(None, feeds)
         chosen = action if mode == "explore" else action_mode
         return chosen, {"deter": deter, "stoch": stoch, "action": chosen}
+
+
+def _head(model: str | Path | bytes) -> bytes:
+    """The first bytes of a policy (bytes or file): enough to tell a planner bundle from an ONNX graph."""
+    if isinstance(model, bytes):
+        return model[:4]
+    try:
+        with open(model, "rb") as f:
+            return f.read(4)
+    except OSError:  # onnxruntime reports a missing file in its own words
+        return b""
