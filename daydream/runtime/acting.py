@@ -1,5 +1,6 @@
 """The policies an actor runs, behind one small interface: the exported ONNX graph on
-onnxruntime (what robots run) or the torch agent loaded with the same weights.
+onnxruntime (what robots run) or the torch agent loaded with the same weights
+(`transport.policy_runtime: onnx | torch`; PlaNet's planner, `planner`, is in planner_acting.py).
 
 Each keeps its recurrent state between calls to `act`; a newly received policy takes
 over the state of the one it replaces (`take_state`), so swapping policies between two
