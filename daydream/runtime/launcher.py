@@ -110,7 +110,7 @@ class LocalRun:
         for i in range(actors):
             actor_id = f"actor-{i}"
             argv = cli_argv("actor", config_arg, [*sets, f"transport.actor_id={actor_id}", "train.progress=false"],
-                            "--learner", learner_address, *(["--policy", policy] if policy else []))
+                            "--learner", learner_address, *(["--policy-runtime", policy] if policy else []))
             self.actors.append(Child(actor_id, argv, self.logdir / "actors" / f"{actor_id}.log"))
         self.interrupted = False
 
