@@ -328,8 +328,8 @@ class Config:
         """A copy with top-level fields or dotted keys changed, re-validated."""
         data = self.to_dict()
         for key, value in changes.items():
-            _set_dotted(data, key.replace("__", "."), value)
-        return _build(Config, _renamed(data, "replace()"), "")
+            _set_dotted(data, _renamed_key(key.replace("__", ".")), value)
+        return _build(Config, data, "")
 
 
 def save_config_yaml(config: Config, path: str | Path) -> None:
@@ -394,6 +394,15 @@ def load_config(
                           (task_data, "task config"), (override_data, "--set")):
         merged = _merge(merged, _renamed(layer, origin), origin)
     return _build(Config, merged, "")
+
+
+def _renamed_key(key: str) -> str:
+    """A dotted key under its current name (RENAMED_KEYS), warning when it was a deprecated one."""
+    for section, old, new in RENAMED_KEYS:
+        if key == f"{section}.{old}":
+            log.warning("config key '%s' is deprecated; use '%s.%s'", key, section, new)
+            return f"{section}.{new}"
+    return key
 
 
 def _renamed(data: dict[str, Any], origin: str) -> dict[str, Any]:

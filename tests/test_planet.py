@@ -109,5 +109,6 @@ def test_policy_runtime_key_and_its_deprecated_name(caplog):
     old = config.to_dict()
     old["transport"] = {("policy" if k == "policy_runtime" else k): v for k, v in old["transport"].items()}
     assert config_from_dict(old, ["transport.policy=planner"]).transport.policy_runtime == "planner"
+    assert config.replace(**{"transport.policy": "planner"}).transport.policy_runtime == "planner"
     with pytest.raises(ConfigError, match="choose one of: onnx, torch, planner"):
         load_config(None, ["transport.policy_runtime=tflite"])
