@@ -92,7 +92,8 @@ def test_sequences_cross_chunk_boundaries_and_include_in_progress_steps(tmp_path
         batch = r.sample()
         assert_consecutive(batch)
         seen.update(batch["count"][:, 0].tolist())
-    assert seen == set(range(0, 41 - 10 + 1)), "every valid start, including those reaching the unflushed steps, is sampled"
+    # every valid start, including those reaching the unflushed steps, is sampled
+    assert seen == set(range(0, 41 - 10 + 1))
     r.close()
 
 

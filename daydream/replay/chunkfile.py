@@ -160,7 +160,8 @@ def read_layout(path: Path) -> ChunkLayout:
                 if not info.filename.endswith(".npy"):
                     raise ValueError(f"member {info.filename!r} is not an .npy array")
                 if info.compress_type != zipfile.ZIP_STORED:
-                    raise ValueError(f"member {info.filename!r} is compressed; chunks must be stored uncompressed to be memory-mapped")
+                    raise ValueError(f"member {info.filename!r} is compressed; chunks must be stored uncompressed "
+                                     "to be memory-mapped")
                 f.seek(info.header_offset)
                 header = _LOCAL_HEADER.unpack(f.read(_LOCAL_HEADER.size))
                 if header[0] != b"PK\x03\x04":
@@ -168,7 +169,8 @@ def read_layout(path: Path) -> ChunkLayout:
                 start = info.header_offset + _LOCAL_HEADER.size + header[9] + header[10]
                 f.seek(start)
                 version = np.lib.format.read_magic(f)
-                read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+                read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                               else np.lib.format.read_array_header_2_0)
                 shape, fortran, dtype = read_header(f)
                 if dtype.hasobject:
                     raise ValueError(f"member {info.filename!r} holds Python objects")

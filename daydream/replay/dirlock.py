@@ -25,7 +25,8 @@ class DirectoryLock:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(fd)
-            raise RuntimeError(f"replay directory {directory} is already open by another Replay (this or another process); "
+            raise RuntimeError(f"replay directory {directory} is already open by another Replay (this or another "
+                               "process); "
                                "close() that one first or use a different directory") from None
         self._fd = fd
 

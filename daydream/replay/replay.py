@@ -135,7 +135,8 @@ class Replay:
             spec = self._spec if self._spec is not None else Spec.of_chunk(chunk)
             arrays, length = spec.check_chunk(chunk)
             if length > self.capacity:
-                raise ValueError(f"chunk of {length} steps does not fit in the replay capacity of {self.capacity} steps; split it")
+                raise ValueError(f"chunk of {length} steps does not fit in the replay capacity of {self.capacity} "
+                                 "steps; split it")
             self._spec = spec
             s = self._stream(stream)
             existing = self._labels.get((stream, name)) if name is not None else None
@@ -325,8 +326,8 @@ class Replay:
         except BaseException as e:
             with self._lock:
                 self._release(chunk)
-            log.error("could not write replay chunk %s (%s); its steps stay in memory and the write is retried on flush()",
-                      chunk.name.filename, e)
+            log.error("could not write replay chunk %s (%s); its steps stay in memory and the write is retried on "
+                      "flush()", chunk.name.filename, e)
             raise
         with self._lock:
             if not chunk.evicted:
@@ -408,8 +409,8 @@ class Replay:
                 if set(lengths.values()) != {name.length}:
                     raise ValueError(f"array lengths {lengths} do not match the {name.length} steps in the file name")
                 if self._spec is not None and spec != self._spec:
-                    raise ValueError(f"its keys/shapes/dtypes {spec.shapes} {spec.dtypes} differ from the other chunks' "
-                                     f"{self._spec.shapes} {self._spec.dtypes}")
+                    raise ValueError(f"its keys/shapes/dtypes {spec.shapes} {spec.dtypes} differ from the other "
+                                     f"chunks' {self._spec.shapes} {self._spec.dtypes}")
             except ValueError as e:
                 self._skipped_files += 1
                 log.warning("skipping replay chunk %s: %s", path, e)

@@ -53,8 +53,9 @@ def plan(sources: Sequence[Source], batch_size: int, batch_length: int, rng: np.
     starts = valid_starts(lengths, batch_length)
     total = int(starts.sum())
     if total == 0:
-        raise RuntimeError(f"cannot sample sequences of {batch_length} steps: the replay holds {int(lengths.sum())} steps "
-                           f"and its longest stream has {int(lengths.max(initial=0))}; add at least {batch_length} "
+        raise RuntimeError(f"cannot sample sequences of {batch_length} steps: the replay holds "
+                           f"{int(lengths.sum())} steps and its longest stream has {int(lengths.max(initial=0))}; "
+                           f"add at least {batch_length} "
                            "consecutive steps to one stream first")
     cumulative = np.cumsum(starts)
     draws = rng.integers(0, total, size=batch_size)

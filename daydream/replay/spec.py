@@ -92,7 +92,8 @@ def as_arrays(data: Mapping[str, np.ndarray], what: str) -> dict[str, np.ndarray
             raise ValueError(f"{what} key {key!r} must be a non-empty string without '/'")
         array = np.asarray(value)
         if array.dtype.hasobject:
-            raise ValueError(f"{what} key {key!r} holds Python objects (dtype object); only numeric and bool arrays can be stored")
+            raise ValueError(f"{what} key {key!r} holds Python objects (dtype object); only numeric and bool "
+                             "arrays can be stored")
         arrays[key] = array
     return arrays
 
