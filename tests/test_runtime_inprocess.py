@@ -65,7 +65,8 @@ def config_for(tmp_path, port: int, *extra: str):
         "device=cpu", "threads=1", "replay.batch_size=4", "replay.batch_length=16", "train.prefill=64",
         "train.train_ratio=16", "train.progress=false", "train.log_every=50", "train.checkpoint_every=100",
         "transport.chunk_length=16", "transport.publish_every=4", "transport.status_every_s=0.2",
-        "transport.heartbeat_interval_s=0.1", "transport.learner_timeout_s=2", "transport.policy_request_interval_s=0.05",
+        "transport.heartbeat_interval_s=0.1", "transport.learner_timeout_s=2",
+        "transport.policy_request_interval_s=0.05",
         "transport.drain_timeout_s=10", "transport.done_linger_s=20", "transport.actor_id=a0", *extra])
 
 

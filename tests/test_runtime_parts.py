@@ -145,7 +145,8 @@ def test_status_command_lists_actors(tmp_path):
 def test_cli_errors_for_bad_async_input(tmp_path):
     out = daydream("actor", "--config", "pendulum_tiny", "--logdir", str(tmp_path), "--learner", "localhost:5555")
     assert out.returncode == 2 and "must look like tcp://HOST:PORT" in out.stderr
-    out = daydream("learner", "--config", "pendulum_tiny", "--logdir", str(tmp_path), "--set", "transport.publish_evry=3")
+    out = daydream("learner", "--config", "pendulum_tiny", "--logdir", str(tmp_path), "--set",
+                   "transport.publish_evry=3")
     assert out.returncode == 2 and "did you mean 'transport.publish_every'" in out.stderr
     out = daydream("actor", "--config", "pendulum_tiny", "--logdir", str(tmp_path), "--set",
                    "transport.curve.enabled=true", "--set", f"transport.curve.keys_dir={tmp_path / 'nokeys'}")

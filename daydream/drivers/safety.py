@@ -44,7 +44,8 @@ class SafetyLayer(Driver):
     `advance` call it too) switches the wrapped driver to the configured safe mode (`damping`
     or `hold`) once no command has been accepted for `watchdog_timeout_s` of driver time;
     the clock starts at `open()`. (A command arriving late, before any `tick()` saw the
-    silence, still counts a trip and is then treated as the first command after it.) With `watchdog_auto_resume` (the default) the next valid
+    silence, still counts a trip and is then treated as the first command after it.) With
+    `watchdog_auto_resume` (the default) the next valid
     command resumes the driver, starting again from the measured position: the trip exists to
     stop a robot whose policy went silent (a crashed actor, a stalled network), and a policy
     that speaks again should not need an operator. Set it to false where a person must look at

@@ -99,7 +99,8 @@ class Actor:
                 self.policy = self._make_policy(cached)
                 log.info("actor %s starts with its cached policy version %d", self.actor_id, cached.version)
             except ValueError as exc:
-                log.warning("cached policy in %s is unusable (%s); waiting for the learner's", self.store.directory, exc)
+                log.warning("cached policy in %s is unusable (%s); waiting for the learner's", self.store.directory,
+                            exc)
         curve = client_keys_from_dir(tc.curve.keys_dir, self.actor_id) if tc.curve.enabled else None
         # a sim (paced) waits for the learner; a robot must go on acting whatever the learner does
         self.paced = tc.pace_actors
@@ -110,7 +111,8 @@ class Actor:
                                        spool_max_bytes=int(tc.spool_max_mb * 2**20),
                                        when_full="wait" if self.paced else "drop_oldest")
         self.client = PolicyClient(policy_endpoint(self.endpoint), self.actor_id,
-                                   have_version=self.policy.version if self.policy else 0, format=wire_format(self.format),
+                                   have_version=self.policy.version if self.policy else 0,
+                                   format=wire_format(self.format),
                                    curve=curve, request_interval_s=tc.policy_request_interval_s,
                                    learner_timeout_s=tc.learner_timeout_s, max_message_bytes=tc.max_message_bytes)
         self.sender.policy_version = self.policy.version if self.policy else 0
@@ -455,7 +457,8 @@ class Actor:
         self.env.close()
 
 
-def run_actor(config: Config, learner: str | None = None, policy: str | None = None, max_steps: int = 0) -> dict[str, int]:
+def run_actor(config: Config, learner: str | None = None, policy: str | None = None,
+              max_steps: int = 0) -> dict[str, int]:
     actor = Actor(config, learner, policy, max_steps)
     try:
         return actor.run()

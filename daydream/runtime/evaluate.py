@@ -1,6 +1,7 @@
 """Evaluation episodes: run a policy (its mode, no exploration) and report returns and diagnostics.
 
-`daydream eval` (`run_eval`) evaluates a training checkpoint this way. The policy is anything with `act(obs, mode)` that keeps its own recurrent state (the
+`daydream eval` (`run_eval`) evaluates a training checkpoint this way. The policy is anything
+with `act(obs, mode)` that keeps its own recurrent state (the
 torch agent through `AgentActing`, or the exported ONNX graph through `OnnxActing`), so
 a run's report can evaluate exactly the file a robot would run. Envs that put a
 `diagnostics` mapping in their step info (the robot tasks: forward velocity, uprightness)

@@ -54,7 +54,8 @@ class Learner(TrainingRun):
         check_bind_security(tc.bind, tc.curve.enabled, tc.insecure)
         self.config = config
         self.logdir, payload = open_run(config, resume)
-        env = make_env(config.env, seed=config.seed, robot=config.robot)  # only for the spaces: the learner never steps an env
+        # only for the spaces: the learner never steps an env
+        env = make_env(config.env, seed=config.seed, robot=config.robot)
         self.obs_space, self.act_space = env.observation_space, env.action_space
         env.close()
         self.spec = Spec.of_spaces(self.obs_space, self.act_space)  # what actors' chunks and the replay hold

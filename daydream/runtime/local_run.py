@@ -105,7 +105,8 @@ def wait_until(predicate: Callable[[], bool], timeout: float, what: str, *procs:
             return
         for p in procs:
             if p.process is not None and p.process.poll() is not None and p.process.returncode not in (0, 130):
-                raise AssertionError(f"{p.args[0]} exited with {p.process.returncode} while waiting for {what}:\n{p.log()}")
+                raise AssertionError(f"{p.args[0]} exited with {p.process.returncode} while waiting for {what}:\n"
+                                     f"{p.log()}")
         time.sleep(0.2)
     logs = "\n".join(f"--- {p.args[0]} {p.log_path.name}:\n{p.log()}" for p in procs)
     raise AssertionError(f"timed out after {timeout} s waiting for {what}\n{logs}")

@@ -182,8 +182,8 @@ def make_report(logdir: str | Path, episodes: int = 1, video: bool = True) -> Re
             video_path = save_video(frames, logdir / VIDEO_NAME, fps=fps)
         else:
             log.warning("the env rendered no frames (no renderer for backend %s); no video", config.env.backend)
-    report = Report(logdir, update.version, result.returns, result.lengths, result.mean_diagnostics(), curve, video_path,
-                    baseline)
+    report = Report(logdir, update.version, result.returns, result.lengths, result.mean_diagnostics(), curve,
+                    video_path, baseline)
     (logdir / REPORT_NAME).write_text(json.dumps(report.to_dict(), indent=1))
     return report
 

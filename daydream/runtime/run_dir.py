@@ -25,7 +25,8 @@ log = logging.getLogger(__name__)
 def check_train_config(config: Config) -> None:
     r, t = config.replay, config.train
     if t.prefill < r.batch_length:
-        raise ConfigError(f"train.prefill ({t.prefill}) must be at least replay.batch_length ({r.batch_length}) so a batch can be sampled")
+        raise ConfigError(f"train.prefill ({t.prefill}) must be at least replay.batch_length ({r.batch_length}) so a "
+                          "batch can be sampled")
     if t.train_ratio <= 0:
         raise ConfigError(f"train.train_ratio must be positive, got {t.train_ratio}")
 

@@ -36,7 +36,8 @@ class Trainer(TrainingRun):
         self.env = make_env(config.env, seed=config.seed, robot=config.robot)
         self.eval_env = make_env(config.env, seed=config.seed + 10_000, robot=config.robot)
         self.agent = Agent(config, self.env.observation_space, self.env.action_space)
-        self.replay = open_replay(config, self.logdir, Spec.of_spaces(self.env.observation_space, self.env.action_space))
+        spec = Spec.of_spaces(self.env.observation_space, self.env.action_space)
+        self.replay = open_replay(config, self.logdir, spec)
         self.ratio = train_ratio(config)
         self.metrics = MetricsWriter(self.logdir)
         self.env_steps = 0
