@@ -53,7 +53,8 @@ def make_safe_driver(robot: RobotConfig, seed: int = 0) -> Any:
 
 
 def driver_arguments(robot: RobotConfig, seed: int = 0) -> dict[str, Any]:
-    """`robot.driver_args`, plus the seed, control rate and camera switch for drivers that take them (unless set there)."""
+    """`robot.driver_args`, plus the seed, control rate and camera switch for drivers that take them (unless set
+    there)."""
     args = dict(robot.driver_args)
     for name, value in (("seed", seed), ("control_hz", robot.control_hz), ("camera", robot.camera)):
         if name not in args and _takes(robot.driver, name):

@@ -1,7 +1,7 @@
 """`daydream new-robot NAME`: the files a new robot starts from.
 
-This module owns writing the scaffold from its templates (package data in `scaffold_templates/`). `new_robot(name, directory)`
-writes, under `directory`:
+This module owns writing the scaffold from its templates (package data in `scaffold_templates/`).
+`new_robot(name, directory)` writes, under `directory`:
 
 * `<name>/__init__.py`, `<name>/driver.py`: `<Name>Driver`, a `SimulatedDriver` whose
   joints follow their targets with first-order dynamics: a stand-in for the robot, with
@@ -50,7 +50,8 @@ def scaffold_files(name: str) -> dict[str, str]:
     """Relative path -> content of every file `new_robot` writes."""
     check_name(name)
     values = {"name": name, "Name": class_prefix(name)}
-    return {path.format(**values): string.Template(_template(rel)).substitute(values) for path, rel in _TEMPLATES.items()}
+    return {path.format(**values): string.Template(_template(rel)).substitute(values)
+            for path, rel in _TEMPLATES.items()}
 
 
 def new_robot(name: str, directory: str | Path = ".") -> list[Path]:

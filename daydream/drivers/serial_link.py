@@ -296,7 +296,8 @@ class SerialLink:
             if time.monotonic() + c.reconnect_interval_s > deadline:
                 raise DisconnectedError(
                     f"{self.where} failed ({cause}) and did not come back within {c.reconnect_timeout_s:g} s (last "
-                    f"try: {last}); check the USB cable and the adapter; the link retries on the next request") from cause
+                    f"try: {last}); check the USB cable and the adapter; the link retries on the next "
+                    "request") from cause
             time.sleep(c.reconnect_interval_s)
 
     def _reopen(self) -> None:

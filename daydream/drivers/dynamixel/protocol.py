@@ -349,7 +349,8 @@ def describe(request: Packet) -> str:
         name = f"instruction {request.instruction:#04x}"
     p = request.params
     if request.instruction == Instruction.SYNC_READ and len(p) >= 4:
-        return f"SYNC_READ of {from_bytes(p[2:4], False)} bytes at address {from_bytes(p[:2], False)} from ids {list(p[4:])}"
+        return (f"SYNC_READ of {from_bytes(p[2:4], False)} bytes at address {from_bytes(p[:2], False)} "
+                f"from ids {list(p[4:])}")
     if request.instruction == Instruction.SYNC_WRITE and len(p) >= 4:
         return f"SYNC_WRITE at address {from_bytes(p[:2], False)}"
     if request.instruction == Instruction.READ and len(p) >= 4:
