@@ -72,7 +72,8 @@ class ContractAdapter(gym.Wrapper):
         for native_key, space in items:
             key = native_key if native_key is not None else ("image" if is_image_space(space) else "state")
             if key in RESERVED_KEYS:
-                raise ValueError(f"observation key '{key}' is reserved by the env contract ({', '.join(RESERVED_KEYS)}); rename it in the env")
+                raise ValueError(f"observation key '{key}' is reserved by the env contract "
+                                 f"({', '.join(RESERVED_KEYS)}); rename it in the env")
             spaces[key], convert = _converter(key, space)
             if keep_vectors or is_image_space(spaces[key]):
                 self._convert[key] = (native_key, convert)
@@ -83,7 +84,8 @@ class ContractAdapter(gym.Wrapper):
             self._render_size = (int(render_size[0]), int(render_size[1]))
             spaces["image"] = image_space(self._render_size)
         if not spaces:
-            raise ValueError(f"env {env} has no observations left under the contract (keep_vectors=False and no image); ask for pixels or vectors")
+            raise ValueError(f"env {env} has no observations left under the contract (keep_vectors=False and no "
+                             "image); ask for pixels or vectors")
         self.observation_space = gym.spaces.Dict({**spaces, **flag_spaces()})
 
         act = env.action_space

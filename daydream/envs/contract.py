@@ -55,7 +55,8 @@ def image_space(size: tuple[int, int]) -> gym.spaces.Box:
 
 def is_image_space(space: gym.Space) -> bool:
     """An HxWx3 uint8 Box: what the contract calls an image."""
-    return isinstance(space, gym.spaces.Box) and space.dtype == np.uint8 and len(space.shape) == 3 and space.shape[-1] == 3
+    return (isinstance(space, gym.spaces.Box) and space.dtype == np.uint8 and len(space.shape) == 3
+            and space.shape[-1] == 3)
 
 
 def is_unit_box(space: gym.Space) -> bool:
@@ -83,12 +84,14 @@ def check_action(space: gym.Space, action: Any) -> np.ndarray | int:
         n = int(space.n)
         if arr.shape == (n,):
             if not np.all(np.isfinite(arr)):
-                raise ValueError(f"discrete action vector {arr} contains NaN or inf; the policy produced invalid logits")
+                raise ValueError(f"discrete action vector {arr} contains NaN or inf; the policy produced invalid "
+                                 "logits")
             return int(np.argmax(arr))
         if arr.ndim != 0:
             raise ValueError(f"discrete action must be an int or a one-hot vector of length {n}, got shape {arr.shape}")
         if not np.isfinite(arr) or arr != np.round(arr):
-            raise ValueError(f"discrete action must be a whole number in 0..{n - 1}, got {action!r} (NaN, inf or a fraction)")
+            raise ValueError(f"discrete action must be a whole number in 0..{n - 1}, got {action!r} (NaN, inf or a "
+                             "fraction)")
         index = int(arr)
         if not 0 <= index < n:
             raise ValueError(f"discrete action {index} is outside 0..{n - 1}")
@@ -130,7 +133,8 @@ def spaces_of(env: gym.Env) -> EnvSpec:
     shapes: dict[str, tuple[int, ...]] = {}
     dtypes: dict[str, np.dtype] = {}
     if not isinstance(obs_space, gym.spaces.Dict):
-        raise ValueError(f"observation space must be a Dict under the env contract, got {obs_space}; wrap the env with ContractAdapter")
+        raise ValueError(f"observation space must be a Dict under the env contract, got {obs_space}; wrap the env "
+                         "with ContractAdapter")
     for key in FLAG_KEYS:
         space = obs_space.spaces.get(key)
         if not (isinstance(space, gym.spaces.Box) and space.shape == () and space.dtype == bool):

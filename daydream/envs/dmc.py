@@ -68,9 +68,11 @@ class DMCSuiteEnv(gym.Env):
         self._camera = DEFAULT_CAMERA.get(domain, 0) if camera < 0 else camera
         ncam = int(self._env.physics.model.ncam)
         if self._camera >= ncam:
-            raise ValueError(f"env.camera={camera} but DMC domain '{domain}' has cameras 0..{ncam - 1}; use -1 for the default")
+            raise ValueError(f"env.camera={camera} but DMC domain '{domain}' has cameras 0..{ncam - 1}; use -1 for "
+                             "the default")
         spec = self._env.action_spec()
-        self.action_space = gym.spaces.Box(spec.minimum.astype(np.float32), spec.maximum.astype(np.float32), spec.shape, np.float32)
+        self.action_space = gym.spaces.Box(spec.minimum.astype(np.float32), spec.maximum.astype(np.float32), spec.shape,
+                                           np.float32)
         self.observation_space = gym.spaces.Dict({
             key: gym.spaces.Box(-np.inf, np.inf, (int(np.prod(value.shape)),), np.float32)
             for key, value in self._env.observation_spec().items()

@@ -24,7 +24,8 @@ def _check(config: EnvConfig) -> None:
     if config.action_repeat < 1:
         raise ValueError(f"env.action_repeat must be >= 1, got {config.action_repeat}")
     if config.time_limit < 0:
-        raise ValueError(f"env.time_limit must be >= 0 agent steps (0 = the backend's own limit), got {config.time_limit}")
+        raise ValueError(f"env.time_limit must be >= 0 agent steps (0 = the backend's own limit), got "
+                         f"{config.time_limit}")
     if len(config.size) != 2 or min(config.size) < 1:
         raise ValueError(f"env.size must be [height, width] with positive entries, got {list(config.size)}")
     if config.backend == "dmc" and config.obs not in DMC_OBS:
@@ -73,7 +74,8 @@ def make_env(config: EnvConfig, seed: int = 0, robot: RobotConfig | None = None,
         env = TimeLimit(env, config.time_limit)
     env = ContractAdapter(env, keep_vectors=keep_vectors, render_size=render_size, seed=seed)
     env = ResizeImage(env, config.size)
-    log.info("env %s:%s (seed %d, repeat %d): %s", config.backend, task, seed, config.action_repeat, spaces_of(env).describe())
+    log.info("env %s:%s (seed %d, repeat %d): %s", config.backend, task, seed, config.action_repeat,
+             spaces_of(env).describe())
     return env
 
 

@@ -51,7 +51,8 @@ def make_gym(task: str, *, render: bool = False, own_time_limit: bool = True, **
     spec = _spec(task)
     modes = _render_modes(spec)
     if render and "rgb_array" not in modes:
-        raise ValueError(f"env.render=true but Gymnasium env '{task}' cannot render rgb_array frames (render modes: {modes}); set env.render=false")
+        raise ValueError(f"env.render=true but Gymnasium env '{task}' cannot render rgb_array frames (render modes: "
+                         f"{modes}); set env.render=false")
     render_mode = "rgb_array" if "rgb_array" in modes else None
     if render_mode is None:
         log.info("Gymnasium env '%s' cannot render rgb_array frames (render modes: %s): no videos", task, modes)

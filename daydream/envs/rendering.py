@@ -43,7 +43,8 @@ def configure_headless_gl(environ: MutableMapping[str, str] | None = None) -> st
 
 
 def rendering_error(exc: BaseException) -> RenderingError:
-    return RenderingError(INSTALL_HINT.format(backend=os.environ.get("MUJOCO_GL", "<unset>"), error=f"{type(exc).__name__}: {exc}"))
+    return RenderingError(INSTALL_HINT.format(backend=os.environ.get("MUJOCO_GL", "<unset>"),
+                                              error=f"{type(exc).__name__}: {exc}"))
 
 
 def import_dm_control_suite() -> ModuleType:
@@ -53,7 +54,8 @@ def import_dm_control_suite() -> ModuleType:
         from dm_control import suite
     except ModuleNotFoundError as exc:
         if exc.name and exc.name.split(".")[0] in ("dm_control", "mujoco"):
-            raise ModuleNotFoundError(f"the dmc backend needs dm_control: `pip install dm_control` ({exc})", name=exc.name) from exc
+            raise ModuleNotFoundError(f"the dmc backend needs dm_control: `pip install dm_control` ({exc})",
+                                      name=exc.name) from exc
         raise rendering_error(exc) from exc
     except (ImportError, AttributeError, OSError, RuntimeError) as exc:
         # dm_control loads the chosen GL library at import; a missing libEGL/libOSMesa

@@ -42,7 +42,8 @@ class NormalizeActions(gym.ActionWrapper):
         if not isinstance(space, gym.spaces.Box) or len(space.shape) != 1:
             raise ValueError(f"NormalizeActions needs a 1-D Box action space, got {space}")
         if not (np.all(np.isfinite(space.low)) and np.all(np.isfinite(space.high))):
-            raise ValueError(f"action space {space} has unbounded dimensions; daydream needs finite action bounds to normalise")
+            raise ValueError(f"action space {space} has unbounded dimensions; daydream needs finite action bounds to "
+                             "normalise")
         self._low = space.low.astype(np.float64)
         self._high = space.high.astype(np.float64)
         self._dtype = space.dtype
