@@ -108,8 +108,8 @@ class DriverNodeCore:
         latency = {}
         if self.latencies:
             ms = np.sort(np.asarray(self.latencies)) * 1000
-            latency = {"n": int(ms.size), "p50_ms": float(np.percentile(ms, 50)), "p99_ms": float(np.percentile(ms, 99)),
-                       "max_ms": float(ms[-1])}
+            latency = {"n": int(ms.size), "p50_ms": float(np.percentile(ms, 50)),
+                       "p99_ms": float(np.percentile(ms, 99)), "max_ms": float(ms[-1])}
         return {"role": "robot_driver", "mode": health.mode, "message": health.message, **self.counters,
                 "last_command": self.last_command, "safety": dict(self.driver.counters), "latency": latency,
                 "driver": {k: v for k, v in health.details.items() if _plain(v)}}

@@ -118,7 +118,8 @@ class PolicyServer:
             raise ValueError(f"policy of {len(update.onnx)} bytes does not fit max_message_bytes="
                              f"{self.max_message_bytes}; raise transport.max_message_bytes on learner and actors")
         if update.weights is not None:
-            update = dataclasses.replace(update, weights={k: np.ascontiguousarray(v) for k, v in update.weights.items()})
+            weights = {k: np.ascontiguousarray(v) for k, v in update.weights.items()}
+            update = dataclasses.replace(update, weights=weights)
             if sum(v.nbytes for v in update.weights.values()) + 4096 > self.max_message_bytes:
                 raise ValueError(f"policy weights do not fit max_message_bytes={self.max_message_bytes}; raise "
                                  "transport.max_message_bytes on learner and actors")
