@@ -149,7 +149,8 @@ def collect(out: Path) -> dict[str, dict[str, Curve]]:
     return curves
 
 
-def plot(curves: dict[str, dict[str, Curve]], anchors: dict, path: Path) -> None:
+def plot(curves: dict[str, dict[str, Curve]], anchors: dict, path: Path,
+         random: dict[str, tuple[float, float]] | None = None) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -169,6 +170,8 @@ def plot(curves: dict[str, dict[str, Curve]], anchors: dict, path: Path) -> None
             budgets = sorted(official)
             ax.errorbar([b / 1000 for b in budgets], [official[b][0] for b in budgets], [official[b][1] for b in budgets],
                         fmt="s", color="black", capsize=3, label="DreamerV3 (5 seeds)")
+        if task in (random or {}):
+            ax.axhline(random[task][0], color="gray", linestyle="--", linewidth=1, label="random policy")
         ax.set_title(task)
         ax.set_xlabel("env steps (k)")
         ax.set_ylabel("eval return")
@@ -192,7 +195,7 @@ def report(out: Path, random_episodes: int = 5) -> list[dict]:
             f"at the budget have only the half window before it). DreamerV3: {anchors['source']}. Random policy: "
             f"uniform actions, mean ± std over {random_episodes or 'the cached'} episodes (seed 123).\n\n")
     (out / "table.md").write_text(note + markdown_table(rows))
-    plot(curves, anchors, out / "curves.png")
+    plot(curves, anchors, out / "curves.png", random)
     print(json.dumps({"table": rows}), flush=True)
     return rows
 
