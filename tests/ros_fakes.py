@@ -28,7 +28,8 @@ class _Publisher(Publisher):
         self.bus, self.topic, self.msg_type = bus, topic, msg_type
 
     def publish(self, msg: Any) -> None:
-        assert isinstance(msg, self.msg_type), f"{self.topic}: published {type(msg).__name__}, not {self.msg_type.__name__}"
+        assert isinstance(msg, self.msg_type), (f"{self.topic}: published {type(msg).__name__}, not "
+                                                f"{self.msg_type.__name__}")
         self.bus.published[self.topic].append(msg)
         for node in self.bus.nodes:
             for topic, callback in node.subscriptions:

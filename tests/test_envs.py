@@ -121,7 +121,8 @@ def test_dmc_time_limit_replaces_the_suite_limit():
     flags = [env.step(np.zeros(1, np.float32))[0] for _ in range(3)]
     assert [bool(f["is_last"]) for f in flags] == [False, False, True]
     assert not any(bool(f["is_terminal"]) for f in flags)
-    longer = make_env(env_config(backend="dmc", task="cartpole_balance", obs="proprio", action_repeat=2, time_limit=600))
+    longer = make_env(env_config(backend="dmc", task="cartpole_balance", obs="proprio", action_repeat=2,
+                                 time_limit=600))
     assert run_episode(longer, np.zeros(1, np.float32))[0] == 600  # past the suite's own 500
 
 
@@ -400,4 +401,5 @@ def test_missing_gl_library_names_the_packages_to_install():
     code = "from daydream.envs.rendering import import_dm_control_suite; import_dm_control_suite()"
     result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
     assert result.returncode != 0
-    assert "RenderingError" in result.stderr and "libosmesa6" in result.stderr and "libegl1 libegl-mesa0" in result.stderr
+    assert "RenderingError" in result.stderr and "libosmesa6" in result.stderr
+    assert "libegl1 libegl-mesa0" in result.stderr

@@ -68,7 +68,8 @@ def test_exported_file_is_checked_and_carries_metadata(tmp_path):
     assert spec.config_hash == agent.config.digest("model", "behavior")
     # batch dimension is dynamic
     policy = OnnxPolicy(path)
-    obs = {"position": np.zeros((5, 3), np.float32), "velocity": np.zeros((5, 2), np.float32), "is_first": np.ones(5, bool)}
+    obs = {"position": np.zeros((5, 3), np.float32), "velocity": np.zeros((5, 2), np.float32),
+           "is_first": np.ones(5, bool)}
     action, state = policy.policy(obs)
     assert action.shape == (5, 2) and state["deter"].shape == (5, 64)
 

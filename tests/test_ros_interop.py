@@ -73,7 +73,8 @@ def test_every_graph_message_type_crosses_both_ways_with_stock_rclpy(monkeypatch
             node.create_subscription(type(sample), f"from_stock_{name}", received[name].append)
         # the peer stops once it has every type and daydream says (on `done`) that it has them all too
         done = node.create_publisher(m.Bool, "done")
-        spec = {"subscribe": [[f"/interop/to_stock_{name}", m.ros_name(s), "default"] for name, s in GRAPH_TYPES.items()]
+        spec = {"subscribe": [[f"/interop/to_stock_{name}", m.ros_name(s), "default"]
+                              for name, s in GRAPH_TYPES.items()]
                 + [["/interop/done", "std_msgs/msg/Bool", "default"]],
                 "publish": [[f"/interop/from_stock_{name}", m.ros_name(s), "default", plain(s)]
                             for name, s in GRAPH_TYPES.items()],

@@ -361,7 +361,8 @@ def test_plan_for_each_robot_config(config, sim, learner):
         resolved = config_of(p)
         # every process reads the same config, and a robot's loop never waits for the learner
         assert resolved.transport.pace_actors is False
-        assert (resolved.robot.driver == SIM_DRIVER) if sim else resolved.robot.driver == load_config(config).robot.driver
+        expected_driver = SIM_DRIVER if sim else load_config(config).robot.driver
+        assert resolved.robot.driver == expected_driver
         assert p.namespace == (resolved.ros.namespace if p.ros_node else "")
     # the node command lines are what the nodes accept (ROS 2's own arguments come after them)
     for p in plan.processes:

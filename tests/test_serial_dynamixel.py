@@ -235,7 +235,8 @@ def test_device_that_does_not_answer(bus):
 
 def test_open_by_usb_id(bus, monkeypatch):
     def port(device, vid, pid, serial_number):
-        return SimpleNamespace(device=device, vid=vid, pid=pid, serial_number=serial_number, description="USB <-> RS485")
+        return SimpleNamespace(device=device, vid=vid, pid=pid, serial_number=serial_number,
+                               description="USB <-> RS485")
 
     ports = [port("/dev/ttyS0", None, None, None), port(bus.port, 0x0403, 0x6014, "FT1ABC")]
     monkeypatch.setattr(dserial.list_ports, "comports", lambda: ports)
@@ -376,7 +377,8 @@ def test_registry_and_example_config():
 
 def test_replies_corrupted_every_time_fail_clearly(bus, arm):
     bus.inject(corrupt=1000)
-    with pytest.raises(DriverError, match=r"did not answer.*after 3 tries.*replies arrived corrupted: check the wiring"):
+    with pytest.raises(DriverError,
+                       match=r"did not answer.*after 3 tries.*replies arrived corrupted: check the wiring"):
         arm.read()
     assert arm.link.counters["crc_errors"] >= 3
     bus.inject(corrupt=0)

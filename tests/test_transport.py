@@ -352,7 +352,8 @@ def test_torch_format_policies_carry_verified_weights(tmp_path):
 
 def test_credit_rides_on_acks_and_heartbeats(tmp_path):
     credit = {"value": 40}
-    with ExperienceReceiver(ANY_PORT, lambda *a: None, tmp_path / "state", credit=lambda: credit["value"]) as receiver, \
+    with ExperienceReceiver(ANY_PORT, lambda *a: None, tmp_path / "state",
+                            credit=lambda: credit["value"]) as receiver, \
             ExperienceSender(receiver.endpoint, "a0", tmp_path / "spool", heartbeat_interval_s=0.05) as sender:
         assert pump(lambda: sender.credit == 40, lambda: receiver.poll(5), sender.poll)  # from the hello's answer
         assert not sender.should_wait
