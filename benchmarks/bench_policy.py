@@ -59,8 +59,8 @@ def main() -> None:
             batch = synthetic_batch(obs_space, act_space.shape[0], 1, 64)
             obs_seq = [{k: v[:, t] for k, v in batch.items() if k in obs_space.spaces} for t in range(64)]
             onnx_policy = OnnxPolicy(export_onnx(agent), threads=args.threads)
-            torch_ms = percentiles(time_steps(lambda o, s: agent.policy(o, s), obs_seq, args.steps))
-            onnx_ms = percentiles(time_steps(lambda o, s: onnx_policy.policy(o, s), obs_seq, args.steps))
+            torch_ms = percentiles(time_steps(agent.policy, obs_seq, args.steps))
+            onnx_ms = percentiles(time_steps(onnx_policy.policy, obs_seq, args.steps))
             print(json.dumps({"bench": "policy_latency", "size": size, "obs": kind, "threads": args.threads,
                               "torch_ms": torch_ms, "onnx_ms": onnx_ms,
                               "speedup_p50": round(torch_ms["p50"] / onnx_ms["p50"], 2)}), flush=True)

@@ -136,7 +136,7 @@ def test_joint_state_between_two_nodes_in_one_process(node):
     got.clear()
     for i in range(1, 6):
         pub.publish(joint_state(i))
-        assert spin_until([listener], lambda: len(got) == i)
+        assert spin_until([listener], lambda n=i: len(got) == n)
     assert got == [joint_state(i) for i in range(1, 6)]
     assert dds_backend._participants[talker.domain_id].users == 2  # one shared participant
 
@@ -229,7 +229,7 @@ def test_joint_state_between_two_processes(node, domain):
         for i in range(1, 31):
             sent = time.perf_counter()
             ping.publish(joint_state(i))
-            assert spin_until([me], lambda: len(got) == i, 5.0), f"echo {i} lost"
+            assert spin_until([me], lambda n=i: len(got) == n, 5.0), f"echo {i} lost"
             round_trips.append(time.perf_counter() - sent)
         assert got == [joint_state(i) for i in range(1, 31)]
         print(f"cross-process JointState round trip: median {statistics.median(round_trips) * 1e6:.0f} us")

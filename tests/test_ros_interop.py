@@ -165,7 +165,7 @@ def test_a_stock_rclpy_node_reads_and_drives_the_robot_driver(tmp_path, backend)
         code = driver.wait(60)
     log = log_path.read_text(errors="replace")
     assert code == 0 and "Traceback" not in log, log[-3000:]
-    for topic, kind, _ in sensors:
+    for topic, _, _ in sensors:
         assert result["topics"][topic]["count"] >= 1, f"the stock node received nothing on {topic}"
     assert result["topics"]["/robot/joint_states"]["first"]["name"] == list(joints)
     assert result["topics"]["/robot/safety_mode"]["first"]["data"] == "active"

@@ -16,7 +16,6 @@ import time
 import pytest
 
 from daydream.ros import messages as m
-from daydream.ros.dds_backend import DdsNode
 from daydream.ros.port import make_node, rclpy_available
 from processes import REPO
 

@@ -174,7 +174,7 @@ def _type_ok(value: Any, expected: type) -> bool:
 
 def _validate(msg_type: str, payload: dict[str, Any]) -> None:
     required, optional = SCHEMAS[msg_type]
-    for name, expected in required.items():
+    for name in required:
         if name not in payload:
             raise ProtocolError(f"{msg_type} message lacks field {name!r}")
     for name, value in payload.items():
