@@ -40,7 +40,8 @@ def main() -> None:
         lrn = start(tmp / "learner.log", "learner", args.config, overrides)
         act = start(tmp / "actor.log", "actor", args.config, overrides, "--id", "bench")
         try:
-            wait_until(lambda: actor_status(logdir, "bench").get("policy_version", 0) >= 1, 600, "a first policy", lrn, act)
+            wait_until(lambda: actor_status(logdir, "bench").get("policy_version", 0) >= 1, 600, "a first policy",
+                       lrn, act)
             time.sleep(args.seconds)
             learner_s, actor_s = learner_status(logdir), actor_status(logdir, "bench")
         finally:

@@ -60,7 +60,8 @@ def run(n: int, cycles: int, baudrate: int, warmup: int = 100) -> dict[str, obje
             writes = time.perf_counter() - start
             link = dict(arm.link.counters)
     nbytes = wire_bytes(n)
-    return {"bench": "dynamixel", "servos": n, "baudrate": baudrate, "cycles": cycles, "transport": "pty (no baud limit)",
+    return {"bench": "dynamixel", "servos": n, "baudrate": baudrate, "cycles": cycles,
+            "transport": "pty (no baud limit)",
             "cycles_per_s": round(cycles / both, 1), "ms_per_cycle": round(1000 * both / cycles, 3),
             "sync_reads_per_s": round(cycles / reads, 1), "sync_writes_per_s": round(cycles / writes, 1),
             "wire_bytes_per_cycle": nbytes, "wire_limit_cycles_per_s": round(baudrate / (10 * nbytes), 1),

@@ -55,7 +55,8 @@ def sync(device: torch.device) -> None:
 
 def make_agent(size: str, args: argparse.Namespace) -> tuple[Agent, dict[str, np.ndarray], gym.spaces.Dict]:
     """The agent of one size preset as `args` set it up, a synthetic batch, the obs space."""
-    overrides = [f"size={size}", f"device={args.device}", f"precision={args.precision}", f"compile={str(args.compile).lower()}",
+    overrides = [f"size={size}", f"device={args.device}", f"precision={args.precision}",
+                 f"compile={str(args.compile).lower()}",
                  f"replay.batch_size={args.batch}", f"replay.batch_length={args.length}"]
     if args.obs == "image":
         overrides += ["model.mlp_keys=^$", "model.cnn_keys=^image$"]
@@ -129,7 +130,8 @@ def side_by_side(args: argparse.Namespace, passthrough: list[str], new_only: lis
     for r in range(args.rounds):
         for name in (("new", "old") if r % 2 == 0 else ("old", "new")):
             tree = trees[name]
-            env = {**os.environ, "PYTHONPATH": str(tree), "OMP_NUM_THREADS": str(args.threads or torch.get_num_threads())}
+            threads = str(args.threads or torch.get_num_threads())
+            env = {**os.environ, "PYTHONPATH": str(tree), "OMP_NUM_THREADS": threads}
             argv = [sys.executable, str(Path(__file__).resolve()), *passthrough]  # this script, that tree's package
             out = subprocess.run(argv + (new_only if name == "new" else []), cwd=tree,
                                  env=env, capture_output=True, text=True)
@@ -144,7 +146,8 @@ def side_by_side(args: argparse.Namespace, passthrough: list[str], new_only: lis
         med = {n: statistics.median(rec["update_ms"] for rec in runs[n] if rec["size"] == size) for n in runs}
         cpu = {n: statistics.median(rec.get("update_cpu_ms", float("nan")) for rec in runs[n] if rec["size"] == size)
                for n in runs}
-        print(json.dumps({"bench": "learner_side_by_side", "size": size, "obs": args.obs, "batch": [args.batch, args.length],
+        print(json.dumps({"bench": "learner_side_by_side", "size": size, "obs": args.obs,
+                          "batch": [args.batch, args.length],
                           "new_tree": str(trees["new"]), "old_tree": str(trees["old"]), "rounds": args.rounds,
                           "compile_new": args.compile, "update_ms_new": round(med["new"], 1),
                           "update_ms_old": round(med["old"], 1),

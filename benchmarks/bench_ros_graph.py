@@ -65,7 +65,8 @@ def measure(tmp: Path, rate: float, seconds: float, backend: str = "dds") -> dic
     dt = t1 - t0
     commands_per_s = (d1["commands"] - d0["commands"]) / dt
     latency = d1.get("latency", {})
-    return {"bench": "ros_graph", "backend": backend, "control_hz": rate, "publish_hz": max(100.0, 2 * rate), "seconds": round(dt, 1),
+    return {"bench": "ros_graph", "backend": backend, "control_hz": rate, "publish_hz": max(100.0, 2 * rate),
+            "seconds": round(dt, 1),
             "commands_per_s": round(commands_per_s, 1), "sustained": commands_per_s >= 0.95 * rate,
             "latency_p50_ms": round(latency.get("p50_ms", float("nan")), 2),
             "latency_p99_ms": round(latency.get("p99_ms", float("nan")), 2),

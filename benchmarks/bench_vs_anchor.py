@@ -168,7 +168,8 @@ def main() -> None:
         median, median_cpu = statistics.median(times[name]), statistics.median(cpu[name])
         print(json.dumps({"bench": "vs_anchor", "impl": name, "device": args.device, "threads": args.threads,
                           "batch": [args.batch, args.length], "update_s": round(median, 3),
-                          "updates_s": [round(t, 3) for t in times[name]], "first_update_s": round(first.get(name, 0), 2),
+                          "updates_s": [round(t, 3) for t in times[name]],
+                          "first_update_s": round(first.get(name, 0), 2),
                           "ratio_to_daydream": round(median / base, 2), "update_cpu_s": round(median_cpu, 3),
                           "cpu_ratio_to_daydream": round(median_cpu / base_cpu, 2), **info}), flush=True)
 

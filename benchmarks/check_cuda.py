@@ -153,7 +153,8 @@ def sync_check(args: argparse.Namespace, size: str, obs: str, legacy: bool) -> d
             agent.train(batch)
         sync(agent.device)
         rec = {"check": "syncs", "what": "agent.train", "size": size, "obs": obs, "precision": a.precision,
-               "compile": a.compile, "variant": "legacy quantile levels (torch.tensor per update)" if legacy else "working tree"}
+               "compile": a.compile,
+               "variant": "legacy quantile levels (torch.tensor per update)" if legacy else "working tree"}
         rec.update(count_syncs(lambda: agent.train(batch), args.sync_calls))
         rec.update(time_updates(agent, batch, args.updates))
         obs1 = {k: v[:1, 0] for k, v in batch.items() if k in obs_space.spaces}
@@ -178,7 +179,8 @@ def part_eager(args: argparse.Namespace) -> None:
         try:
             emit(sync_check(ns(args, compile=False), args.sync_size, args.obs[0], legacy))
         except Exception as exc:
-            emit({"check": "syncs", "legacy": legacy, "error": repr(exc)[:500], "trace": traceback.format_exc()[-1500:]})
+            emit({"check": "syncs", "legacy": legacy, "error": repr(exc)[:500],
+                  "trace": traceback.format_exc()[-1500:]})
     runs = []
     for obs in args.obs:
         runs += [(obs, size, args.precision) for size in args.sizes]

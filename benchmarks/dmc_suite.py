@@ -39,7 +39,8 @@ def load_anchors(path: Path = ANCHORS) -> dict:
     """DreamerV3's per-task {budget: (mean, std)} and the averaging window, from the data file."""
     data = json.loads(path.read_text())
     tasks = {t: {int(b): (float(v[0]), float(v[1])) for b, v in row.items()} for t, row in data["tasks"].items()}
-    return {"tasks": tasks, "window": int(data["window"]), "budgets": [int(b) for b in data["budgets"]], "source": data["source"]}
+    return {"tasks": tasks, "window": int(data["window"]), "budgets": [int(b) for b in data["budgets"]],
+            "source": data["source"]}
 
 
 def score_at(curve: Curve, budget: int, window: int) -> float | None:
@@ -102,22 +103,26 @@ def compare(curves: dict[str, dict[str, Curve]], anchors: dict,
             mean, std = official[budget]
             ours = float(np.mean(scores))
             rows.append({
-                "task": task, "env_steps": budget, "ours": ours, "ours_std": float(np.std(scores)), "seeds": len(scores),
+                "task": task, "env_steps": budget, "ours": ours, "ours_std": float(np.std(scores)),
+                "seeds": len(scores),
                 "dreamerv3": mean, "dreamerv3_std": std, "diff": ours - mean,
-                "z": (ours - mean) / std if std > 0 else (0.0 if ours == mean else math.copysign(math.inf, ours - mean)),
+                "z": ((ours - mean) / std if std > 0
+                      else (0.0 if ours == mean else math.copysign(math.inf, ours - mean))),
                 "within_band": abs(ours - mean) <= std,
-                "random": (random or {}).get(task, (None, None))[0], "random_std": (random or {}).get(task, (None, None))[1],
+                "random": (random or {}).get(task, (None, None))[0],
+                "random_std": (random or {}).get(task, (None, None))[1],
             })
     return rows
 
 
 def markdown_table(rows: list[dict]) -> str:
-    head = ("| task | env steps | ours (mean ± std, seeds) | DreamerV3 (mean ± std, 5 seeds) | ours − DreamerV3 | in band "
-            "| random policy |\n"
+    head = ("| task | env steps | ours (mean ± std, seeds) | DreamerV3 (mean ± std, 5 seeds) | ours − DreamerV3 "
+            "| in band | random policy |\n"
             "| --- | ---: | ---: | ---: | ---: | :---: | ---: |\n")
     lines = [
         f"| {r['task']} | {r['env_steps'] // 1000}k | {r['ours']:.0f} ± {r['ours_std']:.0f} ({r['seeds']}) | "
-        f"{r['dreamerv3']:.0f} ± {r['dreamerv3_std']:.0f} | {r['diff']:+.0f} ({r['z']:+.1f} std) | {'yes' if r['within_band'] else 'no'} | "
+        f"{r['dreamerv3']:.0f} ± {r['dreamerv3_std']:.0f} | {r['diff']:+.0f} ({r['z']:+.1f} std) | "
+        f"{'yes' if r['within_band'] else 'no'} | "
         + (f"{r['random']:.0f} ± {r['random_std']:.0f} |" if r.get("random") is not None else "– |")
         for r in rows
     ]
@@ -168,7 +173,8 @@ def plot(curves: dict[str, dict[str, Curve]], anchors: dict, path: Path,
         official = anchors["tasks"].get(task)
         if official:
             budgets = sorted(official)
-            ax.errorbar([b / 1000 for b in budgets], [official[b][0] for b in budgets], [official[b][1] for b in budgets],
+            ax.errorbar([b / 1000 for b in budgets], [official[b][0] for b in budgets],
+                        [official[b][1] for b in budgets],
                         fmt="s", color="black", capsize=3, label="DreamerV3 (5 seeds)")
         if task in (random or {}):
             ax.axhline(random[task][0], color="gray", linestyle="--", linewidth=1, label="random policy")
@@ -208,7 +214,8 @@ def train_one(out: Path, task: str, seed: int, budget: int, eval_every: int, eva
                                                     "budget": budget, "overrides": overrides}) + "\n")
     cmd = [sys.executable, "-m", "daydream.cli", "train", "--config", "dmc_walker_walk", "--logdir", str(run),
            "--set", f"env.task={task}", "--set", f"seed={seed}", "--set", f"env.action_repeat={action_repeat}",
-           "--set", f"train.steps={budget // action_repeat}", "--set", f"train.eval_every={eval_every // action_repeat}",
+           "--set", f"train.steps={budget // action_repeat}",
+           "--set", f"train.eval_every={eval_every // action_repeat}",
            "--set", f"train.eval_episodes={eval_episodes}", "--set", "train.progress=false"]
     resume = (run / "checkpoint.pt").exists()
     if resume:
@@ -250,7 +257,8 @@ def main() -> None:
     if not args.report_only:
         for task in args.tasks:
             for seed in args.seeds:
-                train_one(out, task, seed, args.budget, args.eval_every, args.eval_episodes, args.action_repeat, args.overrides)
+                train_one(out, task, seed, args.budget, args.eval_every, args.eval_episodes, args.action_repeat,
+                          args.overrides)
                 report(out, args.random_episodes)
     report(out, args.random_episodes)
 
