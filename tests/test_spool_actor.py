@@ -174,3 +174,29 @@ def test_full_disk_robot_drops_and_sim_waits(tmp_path, monkeypatch):
         sim.close()
         receiver.close()
     assert sim.counters["spool_dropped_chunks"] == 0
+
+
+def test_ctrl_c_right_after_a_chunk_is_spooled_still_counts_it(tmp_path):
+    # SIGINT raises KeyboardInterrupt wherever the actor is; landing just after a chunk reached the
+    # spool (during its fsync, say) must not leave that chunk out of steps_spooled: it is sent on
+    # the next start, so the count would fall short of what reaches replay
+    port = free_port_pair()  # nothing listens there: every chunk stays in the spool
+    actor = Actor(actor_config(tmp_path, port, "transport.pace_actors=false"), max_steps=0)
+    real_send, sent = actor.sender.send, []
+
+    def send_then_interrupted(chunk, episode_id):
+        sent.append(real_send(chunk, episode_id))
+        if len(sent) == 3:
+            raise KeyboardInterrupt
+        return sent[-1]
+
+    actor.sender.send = send_then_interrupted
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            actor.run()
+        in_spool = sum(actor.sender.spool.steps_of(s) for s in actor.sender.spool.seqs())
+    finally:
+        actor.close()
+    status = read_status(tmp_path / "actors" / "a0")
+    assert len(sent) >= 3 and in_spool >= 3 * 16
+    assert status["steps_spooled"] == in_spool and status["last_seq"] == max(s for s in sent if s is not None)

@@ -142,14 +142,17 @@ class Actor:
             ("steps_acted", 0),
             ("spool_dropped_chunks", 0), ("spool_dropped_steps", 0), ("spool_dropped_bound_steps", 0),
             ("spool_dropped_disk_full_steps", 0))}
-        # a crash between spooling a chunk and the next status write: the chunk is still in the spool
-        # (nothing is acked before the next poll), so count it from there
+        self._count_uncounted_chunks(counters)
+        return counters
+
+    def _count_uncounted_chunks(self, counters: dict[str, int]) -> None:
+        """Count chunks in the spool past `last_seq`: spooled, then a crash (at start) or a Ctrl-C (at
+        the end) came before the count. Nothing is acked before the next poll, so they are still there."""
         for seq in self.sender.spool.seqs():
             if seq > counters["last_seq"]:
                 _, chunk = self.sender.spool.load(seq)
                 counters["steps_spooled"] += len(next(iter(chunk.values())))
                 counters["last_seq"] = seq
-        return counters
 
     def _spool(self, chunk: dict[str, np.ndarray] | None, episode_id: int, stop: threading.Event | None = None) -> None:
         if chunk is None:
@@ -168,9 +171,8 @@ class Actor:
                 self._wait_a_moment("disk_full", str(exc))
         self.waiting = ""
         self._record_drops(self.sender.take_drops())
-        if seq is not None:
-            self.counters["steps_spooled"] += len(chunk["reward"])
-            self.counters["last_seq"] = seq
+        if seq is not None:  # one update: a Ctrl-C cannot land between the count and last_seq
+            self.counters.update(steps_spooled=self.counters["steps_spooled"] + len(chunk["reward"]), last_seq=seq)
         self.write_status()  # right after the spool write, so the lifetime count stays exact across a crash
 
     def _record_drops(self, drops: list[Drop]) -> None:
@@ -367,6 +369,8 @@ class Actor:
                 if self.status.due():
                     self.write_status()
         finally:
+            # a Ctrl-C inside _spool (say, during the chunk's fsync) left a spooled chunk uncounted
+            self._count_uncounted_chunks(self.counters)
             self._spool(self.chunks.take(), episode.id, stop)
             self.drain()
         return {**self.counters, "learner_done": int(self.learner_done)}
