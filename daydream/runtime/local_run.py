@@ -108,6 +108,9 @@ def wait_until(predicate: Callable[[], bool], timeout: float, what: str, *procs:
                 raise AssertionError(f"{p.args[0]} exited with {p.process.returncode} while waiting for {what}:\n"
                                      f"{p.log()}")
         time.sleep(0.2)
+    for p in procs:  # where each one is: the CLI dumps every thread's stack into its log
+        p.signal(signal.SIGUSR1)
+    time.sleep(1.0)
     logs = "\n".join(f"--- {p.args[0]} {p.log_path.name}:\n{p.log()}" for p in procs)
     raise AssertionError(f"timed out after {timeout} s waiting for {what}\n{logs}")
 
