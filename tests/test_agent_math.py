@@ -132,7 +132,8 @@ def test_twohot_log_prob_equals_the_dense_two_hot_form():
     from daydream.agent.math import symlog_bins, twohot_encode, twohot_log_prob
 
     bins = symlog_bins(255, 20.0)
-    x = torch.cat([torch.randn(50) * 30, torch.tensor([-25.0, 25.0, 0.0]), bins[[0, 3, -1]]])  # incl. out of range, on bins
+    # including values out of range and on the bins
+    x = torch.cat([torch.randn(50) * 30, torch.tensor([-25.0, 25.0, 0.0]), bins[[0, 3, -1]]])
     log_probs = torch.log_softmax(torch.randn(x.numel(), 255), -1)
     dense = (twohot_encode(x, bins) * log_probs).sum(-1)
     torch.testing.assert_close(twohot_log_prob(log_probs, x, bins), dense)
@@ -164,7 +165,8 @@ def test_replay_lambda_returns_hand_values():
     r2 = 2.0 + g * boot[0, 2]  # last at step 2: no lambda-mixing into step 3
     r1 = 1.0 + g * ((1 - lam) * boot[0, 1] + lam * r2)
     out = replay_lambda_returns(reward, terminal, last, boot, g, lam)
-    torch.testing.assert_close(out, torch.tensor([[float(r1), float(r2), 3.0 + g * ((1 - lam) * 40.0 + lam * float(r3))]]))
+    torch.testing.assert_close(out, torch.tensor([[float(r1), float(r2),
+                                                   3.0 + g * ((1 - lam) * 40.0 + lam * float(r3))]]))
     terminal = torch.tensor([[False, True, False, False]])
     out = replay_lambda_returns(reward, terminal, last, boot, g, lam)
     assert out[0, 0] == pytest.approx(1.0)  # a terminal step has no value after it

@@ -13,7 +13,8 @@ def test_default_recipe_is_the_june_2023_maths():
     config = load_config(None, [])
     assert config.recipe == "dreamerv3_2023"
     m, b = config.model, config.behavior
-    assert (m.opt, m.lr, m.eps, m.clip_mode, m.twohot_space, m.initial, m.dyn_input) == ("adam", 1e-4, 1e-8, "norm", "symlog", "learned", "joint")
+    assert (m.opt, m.lr, m.eps, m.clip_mode, m.twohot_space, m.initial, m.dyn_input) == (
+        "adam", 1e-4, 1e-8, "norm", "symlog", "learned", "joint")
     assert (b.actor_grad, b.repval_scale, b.actor_outscale, m.loss_scales["dyn"]) == ("auto", 0.0, 1.0, 0.5)
 
 
@@ -21,7 +22,8 @@ def test_newest_recipe_has_every_listed_change():
     config = load_config(None, ["recipe=dreamerv3"])
     m, b = config.model, config.behavior
     assert (m.opt, m.lr, m.eps, m.warmup, m.clip_mode, m.agc) == ("laprop", 4e-5, 1e-20, 1000, "agc", 0.3)
-    assert (b.opt, b.actor_lr, b.critic_lr, b.eps, b.warmup, b.clip_mode, b.agc) == ("laprop", 4e-5, 4e-5, 1e-20, 1000, "agc", 0.3)
+    assert (b.opt, b.actor_lr, b.critic_lr, b.eps, b.warmup, b.clip_mode, b.agc) == (
+        "laprop", 4e-5, 4e-5, 1e-20, 1000, "agc", 0.3)
     assert b.actor_grad == "reinforce" and b.repval_scale == 0.3
     assert m.twohot_space == "raw" and m.initial == "zeros" and m.prior_layers == 2 and m.loss_scales["dyn"] == 1.0
     assert (m.dyn_input, m.dyn_layers, m.gate_norm, m.init_fan, b.actor_outscale) == ("split", 1, False, "in", 0.01)

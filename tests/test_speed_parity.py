@@ -37,7 +37,8 @@ def test_observe_equals_obs_step_loop(overrides):
     init = rssm.initial(b)
     state, steps = init, []
     for i in range(t):
-        state = rssm.obs_step(state, data["action"][:, i], embed[:, i], data["is_first"][:, i], noise=noise[:, i], init=init)
+        state = rssm.obs_step(state, data["action"][:, i], embed[:, i], data["is_first"][:, i], noise=noise[:, i],
+                              init=init)
         steps.append(state)
     for key in steps[0]:
         ref = torch.stack([s[key] for s in steps], 1)

@@ -68,7 +68,8 @@ class Agent:
         self.config = config
         mc = config.model
         if set(mc.loss_scales) != LOSS_SCALE_KEYS:
-            raise ConfigError(f"model.loss_scales needs exactly the keys {sorted(LOSS_SCALE_KEYS)}, got {sorted(mc.loss_scales)}")
+            raise ConfigError(f"model.loss_scales needs exactly the keys {sorted(LOSS_SCALE_KEYS)}, got "
+                              f"{sorted(mc.loss_scales)}")
         self.device = resolve_device(config.device)
         self.dtype = resolve_precision(config.precision, self.device)
         self.obs_shapes = {k: tuple(v.shape) for k, v in obs_space.spaces.items()}
@@ -87,8 +88,8 @@ class Agent:
 
         bc = config.behavior
         self.model_opt = ClippedAdam(wm.parameters(), mc.lr, mc.eps, mc.clip, mc.clip_mode, mc.agc, mc.opt, mc.warmup)
-        self.actor_opt = ClippedAdam(behavior.actor.parameters(), bc.actor_lr, bc.eps, bc.actor_clip, bc.clip_mode, bc.agc,
-                                     bc.opt, bc.warmup)
+        self.actor_opt = ClippedAdam(behavior.actor.parameters(), bc.actor_lr, bc.eps, bc.actor_clip, bc.clip_mode,
+                                     bc.agc, bc.opt, bc.warmup)
         self.critic_opt = ClippedAdam(behavior.critic.parameters(), bc.critic_lr, bc.eps, bc.critic_clip, bc.clip_mode,
                                       bc.agc, bc.opt, bc.warmup)
         self.updates = 0
@@ -116,7 +117,8 @@ class Agent:
 
     @torch.no_grad()
     def policy(
-        self, obs: dict[str, np.ndarray], state: PolicyState | None = None, mode: Literal["explore", "eval"] = "explore",
+        self, obs: dict[str, np.ndarray], state: PolicyState | None = None,
+        mode: Literal["explore", "eval"] = "explore",
         noise: dict[str, np.ndarray] | None = None,
     ) -> tuple[np.ndarray, PolicyState]:
         """Filter the observation into the latent state and pick an action.
@@ -215,7 +217,8 @@ class Agent:
         own = self.nets.state_dict()
         for name, tensor in state.get("nets", {}).items():
             if name in own and tuple(own[name].shape) != tuple(tensor.shape):
-                problems.append(f"parameter {name}: checkpoint {tuple(tensor.shape)} vs config {tuple(own[name].shape)}")
+                problems.append(f"parameter {name}: checkpoint {tuple(tensor.shape)} vs config "
+                                f"{tuple(own[name].shape)}")
                 break
         missing = set(own) - set(state.get("nets", {}))
         if missing:

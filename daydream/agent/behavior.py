@@ -23,13 +23,15 @@ from daydream.config import BehaviorConfig, ModelConfig
 
 
 class Behavior(nn.Module):
-    def __init__(self, cfg: BehaviorConfig, model_cfg: ModelConfig, feat_dim: int, action_dim: int, discrete: bool) -> None:
+    def __init__(self, cfg: BehaviorConfig, model_cfg: ModelConfig, feat_dim: int, action_dim: int,
+                 discrete: bool) -> None:
         super().__init__()
         self.cfg = cfg
         m = model_cfg
         self.actor = Actor(feat_dim, action_dim, discrete, m.units, cfg.actor_layers, m.norm, m.act,
                            cfg.action_min_std, cfg.action_max_std, m.unimix, cfg.actor_outscale)
-        self.critic = TwoHotHead(feat_dim, m.units, cfg.critic_layers, m.norm, m.act, m.bins, m.bin_range, m.twohot_space)
+        self.critic = TwoHotHead(feat_dim, m.units, cfg.critic_layers, m.norm, m.act, m.bins, m.bin_range,
+                                 m.twohot_space)
         self.slow_critic = copy.deepcopy(self.critic).requires_grad_(False)
         self.retnorm = ReturnNormalizer(cfg.retnorm_decay, cfg.retnorm_low, cfg.retnorm_high, cfg.retnorm_floor)
         grad = cfg.actor_grad if cfg.actor_grad != "auto" else ("reinforce" if discrete else "dynamics")
@@ -68,7 +70,8 @@ class Behavior(nn.Module):
         critic_loss, critic_metrics = self.critic_loss(targets)
         return actor_loss, critic_loss, {**metrics, **critic_metrics}
 
-    def actor_loss(self, wm: WorldModel, post: State, is_terminal: Tensor) -> tuple[Tensor, dict[str, Tensor], dict[str, Tensor]]:
+    def actor_loss(self, wm: WorldModel, post: State,
+                   is_terminal: Tensor) -> tuple[Tensor, dict[str, Tensor], dict[str, Tensor]]:
         """(actor loss, the critic's detached training targets, metrics) from imagination.
 
         The critic's loss is a separate step (`critic_loss`) on detached inputs, so each
@@ -111,7 +114,8 @@ class Behavior(nn.Module):
             metrics["action_std"] = params["std"].mean().detach()
         return actor_loss, targets, metrics
 
-    def critic_loss(self, targets: dict[str, Tensor], replay: dict[str, Tensor] | None = None) -> tuple[Tensor, dict[str, Tensor]]:
+    def critic_loss(self, targets: dict[str, Tensor],
+                    replay: dict[str, Tensor] | None = None) -> tuple[Tensor, dict[str, Tensor]]:
         """The critic's two-hot loss toward the lambda-returns, regularised toward the slow critic.
 
         With `behavior.repval_scale` and `replay` ({feat, reward, is_terminal, is_last} of the

@@ -32,7 +32,8 @@ class TwoHotHead(nn.Module):
         self.mlp = MLP(inp, units, layers, norm, act)
         self.out = zero_init(nn.Linear(self.mlp.out_dim, bins))
         self.raw = space == "raw"
-        self.register_buffer("bins", symexp_bins(bins, limit) if self.raw else symlog_bins(bins, limit), persistent=False)
+        self.register_buffer("bins", symexp_bins(bins, limit) if self.raw else symlog_bins(bins, limit),
+                             persistent=False)
 
     def logits(self, feat: Tensor) -> Tensor:
         return self.out(self.mlp(feat)).float()
@@ -89,7 +90,8 @@ class Actor(nn.Module):
         if self.discrete:
             return {"probs": unimix_probs(raw, self.unimix)}
         mean, std = raw.chunk(2, -1)
-        return {"mean": torch.tanh(mean), "std": (self.max_std - self.min_std) * torch.sigmoid(std + 2.0) + self.min_std}
+        std = (self.max_std - self.min_std) * torch.sigmoid(std + 2.0) + self.min_std
+        return {"mean": torch.tanh(mean), "std": std}
 
     def sample(self, params: dict[str, Tensor], noise: Tensor | None = None) -> Tensor:
         """A differentiable sample (reparameterised or straight-through), clipped to [-1, 1]."""

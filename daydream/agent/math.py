@@ -125,7 +125,8 @@ def kl_free_bits(kl: Tensor, free: float) -> Tensor:
     return torch.clamp(kl, min=free)
 
 
-def balanced_kl_losses(kl_dyn: Tensor, kl_rep: Tensor, free: float, dyn_scale: float, rep_scale: float) -> tuple[Tensor, Tensor, Tensor]:
+def balanced_kl_losses(kl_dyn: Tensor, kl_rep: Tensor, free: float, dyn_scale: float,
+                       rep_scale: float) -> tuple[Tensor, Tensor, Tensor]:
     """DreamerV3's KL balancing: returns (total, dyn, rep) losses, each averaged.
 
     `kl_dyn` is KL(sg(posterior) || prior) and trains the prior; `kl_rep` is

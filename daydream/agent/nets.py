@@ -85,7 +85,8 @@ class MLP(nn.Sequential):
     def __init__(self, inp: int, units: int, layers: int, norm: str, act: str) -> None:
         mods: list[nn.Module] = []
         for i in range(layers):
-            mods += [nn.Linear(inp if i == 0 else units, units, bias=norm == "none"), make_norm(norm, units), ACTIVATIONS[act]()]
+            mods += [nn.Linear(inp if i == 0 else units, units, bias=norm == "none"), make_norm(norm, units),
+                     ACTIVATIONS[act]()]
         super().__init__(*mods)
         self.out_dim = units if layers else inp
 
@@ -179,7 +180,8 @@ class ConvEncoder(nn.Module):
         super().__init__()
         h, w, c = shape
         if h != w or h & (h - 1) or h < min_res * 2:
-            raise ValueError(f"image observations must be square with a power-of-two side >= {2 * min_res}, got {shape}")
+            raise ValueError(f"image observations must be square with a power-of-two side >= {2 * min_res}, got "
+                             f"{shape}")
         stages = int(math.log2(h // min_res))
         layers: list[nn.Module] = []
         for i in range(stages):
@@ -249,7 +251,8 @@ class Encoder(nn.Module):
     def forward(self, obs: dict[str, Tensor]) -> Tensor:
         outs = [cnn(obs[k]) for k, cnn in self.cnns.items()]
         if self.mlp is not None:
-            vec = torch.cat([obs[k].float().reshape(*obs[k].shape[: obs[k].dim() - len(s)], -1) for k, s in self.keys.mlp.items()], -1)
+            vec = torch.cat([obs[k].float().reshape(*obs[k].shape[: obs[k].dim() - len(s)], -1)
+                             for k, s in self.keys.mlp.items()], -1)
             outs.append(self.mlp(symlog(vec)))
         return torch.cat(outs, -1)
 
@@ -261,7 +264,8 @@ class Decoder(nn.Module):
     [-0.5, 0.5]) with an MSE loss, both summed over their elements.
     """
 
-    def __init__(self, keys: ObsKeys, feat: int, units: int, layers: int, depth: int, min_res: int, norm: str, act: str) -> None:
+    def __init__(self, keys: ObsKeys, feat: int, units: int, layers: int, depth: int, min_res: int, norm: str,
+                 act: str) -> None:
         super().__init__()
         self.keys = keys
         self.cnns = nn.ModuleDict({k: ConvDecoder(feat, s, depth, min_res, norm, act) for k, s in keys.cnn.items()})  # type: ignore[arg-type]

@@ -48,7 +48,8 @@ class RSSM(nn.Module):
         self.prior_net = nn.Sequential(
             *[m for i in range(cfg.prior_layers) for m in dense(cfg.deter if i == 0 else hid)], nn.Linear(hid, stats))
         self.post_net = nn.Sequential(
-            nn.Linear(cfg.deter + embed_dim, hid, bias=norm == "none"), make_norm(norm, hid), act(), nn.Linear(hid, stats)
+            nn.Linear(cfg.deter + embed_dim, hid, bias=norm == "none"), make_norm(norm, hid), act(),
+            nn.Linear(hid, stats)
         )
         self.zero_initial = cfg.initial == "zeros"
         self.initial_deter = nn.Parameter(torch.zeros(cfg.deter), requires_grad=not self.zero_initial)
@@ -118,7 +119,8 @@ class RSSM(nn.Module):
             deter = torch.zeros(batch, self.cfg.deter, device=device, dtype=self.initial_deter.dtype)
             stats = self._stats(torch.zeros(batch, self.stoch_dim if self.categorical else 2 * self.cfg.stoch,
                                             device=device, dtype=deter.dtype))
-            return {"deter": deter, "stoch": torch.zeros(batch, *self.stoch_shape, device=device, dtype=deter.dtype), **stats}
+            stoch = torch.zeros(batch, *self.stoch_shape, device=device, dtype=deter.dtype)
+            return {"deter": deter, "stoch": stoch, **stats}
         deter = torch.tanh(self.initial_deter).to(device).expand(batch, -1)
         stats = self._stats(self.prior_net(deter))
         return {"deter": deter, "stoch": self._mode(stats), **stats}
@@ -202,7 +204,8 @@ class RSSM(nn.Module):
 
     def filter_step(self, deter: Tensor, stoch: Tensor, init_deter: Tensor, init_stoch: Tensor, keep: Tensor,
                     act_in: Tensor, emb_in: Tensor, noise: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """One step of `filter_loop` (tensors in, tensors out; compiled alone where the whole loop is too slow to compile)."""
+        """One step of `filter_loop` (tensors in, tensors out; compiled alone where the whole loop is too slow to
+        compile)."""
         deter, stoch = _restart(init_deter, deter, keep), _restart(init_stoch, stoch, keep)
         deter = self.gru(self._gru_input(deter, stoch, act_in), deter)
         first = self.post_net[0]

@@ -6,7 +6,8 @@ import gymnasium as gym
 import numpy as np
 
 
-def synthetic_batch(obs_space: gym.spaces.Dict, action_dim: int, b: int, t: int, seed: int = 0) -> dict[str, np.ndarray]:
+def synthetic_batch(obs_space: gym.spaces.Dict, action_dim: int, b: int, t: int,
+                    seed: int = 0) -> dict[str, np.ndarray]:
     """Random [b, t] arrays for every observation key plus action, reward and flags.
 
     Each sequence starts an episode (`is_first` at t=0); nothing else is flagged.

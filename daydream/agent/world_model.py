@@ -34,7 +34,8 @@ class WorldModel(nn.Module):
         reward_loss = -self.reward.log_prob(reward_logits, data["reward"])
         cont_loss = self.cont.loss(self.cont.logits(feat), 1.0 - data["is_terminal"].float())
         kl_dyn, kl_rep = self.rssm.kl(post, prior)
-        kl_loss, dyn, rep = balanced_kl_losses(kl_dyn, kl_rep, cfg.free_nats, cfg.loss_scales["dyn"], cfg.loss_scales["rep"])
+        kl_loss, dyn, rep = balanced_kl_losses(kl_dyn, kl_rep, cfg.free_nats, cfg.loss_scales["dyn"],
+                                               cfg.loss_scales["rep"])
         recon_loss = sum(recon.values())
         loss = (
             cfg.loss_scales["recon"] * recon_loss.mean()  # type: ignore[union-attr]
