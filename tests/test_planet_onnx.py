@@ -23,7 +23,8 @@ PLANNER = ("behavior.planner.candidates=100", "behavior.planner.top_k=10", "beha
 
 def planet_agent(obs_space, act_space, *overrides: str) -> Agent:
     torch.manual_seed(0)
-    agent = Agent(tiny_config("behavior.kind=planet", "model.latent=gaussian", *PLANNER, *overrides), obs_space, act_space)
+    config = tiny_config("behavior.kind=planet", "model.latent=gaussian", *PLANNER, *overrides)
+    agent = Agent(config, obs_space, act_space)
     agent.train(synthetic_batch(obs_space, agent.action_dim))  # away from the initial weights
     with torch.no_grad():  # a reward head whose predictions tell sequences apart clearly (no near-ties in the top-k)
         torch.nn.init.normal_(agent.wm.reward.out.weight, std=0.1)
@@ -33,7 +34,8 @@ def planet_agent(obs_space, act_space, *overrides: str) -> Agent:
 def noise_for(agent: Agent, batch: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
     cfg, stoch = agent.config.behavior.planner, agent.wm.rssm.stoch_shape
     draw = lambda *shape: rng.standard_normal(shape).astype(np.float32)  # noqa: E731
-    return {"latent": draw(batch, *stoch), "plan_action": draw(cfg.iterations, cfg.candidates, cfg.horizon, agent.action_dim),
+    return {"latent": draw(batch, *stoch),
+            "plan_action": draw(cfg.iterations, cfg.candidates, cfg.horizon, agent.action_dim),
             "plan_latent": draw(cfg.candidates, cfg.horizon, *stoch), "action": draw(batch, agent.action_dim)}
 
 

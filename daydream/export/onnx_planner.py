@@ -40,7 +40,8 @@ def _session(model: bytes, threads: int):  # -> onnxruntime.InferenceSession
 
 
 class OnnxPlanner:
-    def __init__(self, bundle: str | Path | bytes, cfg: "PlannerConfig", threads: int = 1, seed: int | None = None) -> None:
+    def __init__(self, bundle: str | Path | bytes, cfg: "PlannerConfig", threads: int = 1,
+                 seed: int | None = None) -> None:
         data = bundle if isinstance(bundle, bytes) else Path(bundle).read_bytes()
         self.spec: PlannerSpec
         self.spec, filter_onnx, step_onnx = unpack_bundle(data)
@@ -73,8 +74,10 @@ class OnnxPlanner:
 
     # -- planning --------------------------------------------------------------------
 
-    def returns(self, deter: np.ndarray, stoch: np.ndarray, actions: np.ndarray, latent_noise: np.ndarray) -> np.ndarray:
-        """Predicted return [N] of each action sequence [N, H, A] from one start state (deter [1, D], stoch [1, ...])."""
+    def returns(self, deter: np.ndarray, stoch: np.ndarray, actions: np.ndarray,
+                latent_noise: np.ndarray) -> np.ndarray:
+        """Predicted return [N] of each action sequence [N, H, A] from one start state (deter [1, D],
+        stoch [1, ...])."""
         n, horizon = actions.shape[:2]
         deter = np.repeat(np.asarray(deter, np.float32), n, 0)
         stoch = np.repeat(np.asarray(stoch, np.float32), n, 0)
@@ -103,7 +106,8 @@ class OnnxPlanner:
         mean, std = np.zeros((h, a), np.float32), np.ones((h, a), np.float32)
         best = float("-inf")
         for i in range(cfg.iterations):
-            eps = self.rng.standard_normal((n, h, a), dtype=np.float32) if fixed is None else np.asarray(fixed[i], np.float32)
+            eps = (self.rng.standard_normal((n, h, a), dtype=np.float32) if fixed is None
+                   else np.asarray(fixed[i], np.float32))
             actions = np.clip(mean + std * eps, -1.0, 1.0)
             score = self.sign * self.returns(deter, stoch, actions, latent)
             elite = actions[np.argpartition(-score, cfg.top_k - 1)[: cfg.top_k]]  # the top_k, in any order
@@ -149,7 +153,8 @@ class OnnxPlanner:
         first = np.stack([self.plan(deter[b:b + 1], stoch[b:b + 1], noise)[0][0] for b in range(batch)])
         if mode == "explore" and self.cfg.explore_noise > 0:
             eps = noise.get("action")
-            eps = self.rng.standard_normal(first.shape, dtype=np.float32) if eps is None else np.asarray(eps, np.float32)
+            eps = (self.rng.standard_normal(first.shape, dtype=np.float32) if eps is None
+                   else np.asarray(eps, np.float32))
             first = first + self.cfg.explore_noise * eps
         action = np.clip(first, -1.0, 1.0).astype(np.float32)
         return action, {"deter": deter, "stoch": stoch, "action": action}

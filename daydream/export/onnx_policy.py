@@ -36,7 +36,8 @@ class OnnxPolicy:
         try:
             self.session = ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
         except Exception as exc:  # onnxruntime raises its own exception types
-            raise ValueError(f"could not load ONNX policy {model if not isinstance(model, bytes) else '<bytes>'}: {exc}") from exc
+            shown = model if not isinstance(model, bytes) else "<bytes>"
+            raise ValueError(f"could not load ONNX policy {shown}: {exc}") from exc
         meta = self.session.get_modelmeta().custom_metadata_map
         if METADATA_KEY not in meta:
             raise ValueError("ONNX file has no daydream policy spec in its metadata; export it with daydream.export")
@@ -82,7 +83,8 @@ class OnnxPolicy:
                 raise KeyError(f"observation lacks key '{key}' that the policy needs; it has {sorted(obs)}")
             value = np.asarray(obs[key], dtype=dtype)
             if value.shape[1:] != tuple(shape):
-                raise ValueError(f"observation '{key}' has shape {value.shape[1:]} per step, the policy expects {tuple(shape)}")
+                raise ValueError(f"observation '{key}' has shape {value.shape[1:]} per step, the policy expects "
+                                 f"{tuple(shape)}")
             feeds[key] = value
         feeds.update(
             deter=np.asarray(state["deter"], np.float32),

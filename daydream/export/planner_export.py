@@ -45,7 +45,8 @@ class ImagineStepGraph(nn.Module):
         super().__init__()
         self.wm = agent.wm
 
-    def forward(self, deter: Tensor, stoch: Tensor, action: Tensor, latent_noise: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    def forward(self, deter: Tensor, stoch: Tensor, action: Tensor,
+                latent_noise: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         state = self.wm.rssm.img_step({"deter": deter, "stoch": stoch}, action, latent_noise)
         head = self.wm.reward
         decoded = twohot_decode(torch.softmax(head.logits(self.wm.rssm.feat(state)), -1), head.bins)
@@ -76,7 +77,8 @@ def export_planner(agent: Agent, path: str | Path | None = None, version: int = 
     obs = [torch.zeros(batch, *shape, dtype=getattr(torch, dtype)) for shape, dtype in spec.obs.values()]
     state = [torch.zeros(batch, spec.deter), torch.zeros(batch, *spec.stoch)]
     action, latent = torch.zeros(batch, spec.action_dim), torch.zeros(batch, *spec.stoch)
-    filter_onnx = _export(FilterGraph(agent).eval(), (*obs, *state, action, torch.ones(batch, dtype=torch.bool), latent),
+    filter_args = (*obs, *state, action, torch.ones(batch, dtype=torch.bool), latent)
+    filter_onnx = _export(FilterGraph(agent).eval(), filter_args,
                           spec.filter_input_names, list(FILTER_OUTPUTS), spec)
     step_onnx = _export(ImagineStepGraph(agent).eval(), (*state, action, latent), list(STEP_INPUTS),
                         list(STEP_OUTPUTS), spec)
@@ -86,7 +88,8 @@ def export_planner(agent: Agent, path: str | Path | None = None, version: int = 
     return data
 
 
-def _export(graph: nn.Module, args: tuple[Tensor, ...], inputs: list[str], outputs: list[str], spec: PlannerSpec) -> bytes:
+def _export(graph: nn.Module, args: tuple[Tensor, ...], inputs: list[str], outputs: list[str],
+            spec: PlannerSpec) -> bytes:
     return export_graph(graph, args, inputs, outputs, {"daydream_planner_graph": type(graph).__name__,
                                                         "policy_version": str(spec.version),
                                                         "config_hash": spec.config_hash})
