@@ -83,7 +83,9 @@ def test_temperature_widens_the_samples():
     cold, hot = MDNRNN.sample(out, 1.0, g), MDNRNN.sample(out, 4.0, g)
     # both modes are drawn; within a mode the spread grows with sqrt(temperature)
     assert 0.4 < float((cold > 0).float().mean()) < 0.6
-    spread = lambda s: float((s.abs() - 1.0).std())
+    def spread(s: torch.Tensor) -> float:
+        return float((s.abs() - 1.0).std())
+
     assert spread(hot) == pytest.approx(2 * spread(cold), rel=0.15)
     with pytest.raises(ValueError, match="temperature"):
         MDNRNN.sample(out, 0.0)

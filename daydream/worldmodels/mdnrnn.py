@@ -83,7 +83,8 @@ class MDNRNN(nn.Module):
         if temperature <= 0:
             raise ValueError(f"temperature must be positive, got {temperature}")
         logpi = F.log_softmax(out.logpi / temperature, dim=-1)
-        k = torch.multinomial(logpi.exp().reshape(-1, logpi.shape[-1]), 1, generator=generator).reshape(logpi.shape[:-1])
+        k = torch.multinomial(logpi.exp().reshape(-1, logpi.shape[-1]), 1,
+                              generator=generator).reshape(logpi.shape[:-1])
         mean = out.mean.gather(-1, k.unsqueeze(-1)).squeeze(-1)
         std = out.logstd.gather(-1, k.unsqueeze(-1)).squeeze(-1).exp() * math.sqrt(temperature)
         noise = torch.randn(mean.shape, generator=generator, device=mean.device)

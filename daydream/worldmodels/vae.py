@@ -90,7 +90,8 @@ def vae_step(vae: ConvVAE, optimiser: torch.optim.Optimizer, frames: torch.Tenso
     optimiser.zero_grad(set_to_none=True)
     losses.total.backward()
     optimiser.step()
-    return {"loss": float(losses.total.detach()), "recon": float(losses.recon.detach()), "kl": float(losses.kl.detach())}
+    return {"loss": float(losses.total.detach()), "recon": float(losses.recon.detach()),
+            "kl": float(losses.kl.detach())}
 
 
 __all__ = ["ConvVAE", "VAELosses", "gaussian_kl", "vae_step"]
