@@ -21,7 +21,8 @@ from daydream.config import POLICY_RUNTIMES, ConfigError, load_config
 
 
 def _add_config_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", required=True, help="task config: a YAML path or a name under configs/ (e.g. dmc_walker_walk)")
+    parser.add_argument("--config", required=True,
+                        help="task config: a YAML path or a name under configs/ (e.g. dmc_walker_walk)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override a config key, e.g. --set train.steps=5000 (repeatable)")
     parser.add_argument("--logdir", help="run directory (overrides the config's logdir)")
@@ -41,7 +42,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     if config.agent == "worldmodels":  # World Models trains in stages, always resumed where they were
         return _worldmodels_stage(config, "all")
     summary = train(config, resume=args.resume)
-    print(f"done: {config.train.steps} env steps in {config.logdir}; final eval return {summary.get('return', float('nan')):.1f}")
+    print(f"done: {config.train.steps} env steps in {config.logdir}; final eval return "
+          f"{summary.get('return', float('nan')):.1f}")
     return 0
 
 
@@ -268,7 +270,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("launch", help="run a robot's ROS 2 graph (robot_driver, robot_actor[, learner]) as processes "
                                       "over Cyclone DDS, without ROS 2 (what `ros2 launch daydream ...` starts)")
     p.add_argument("config", help="robot config: a YAML path or a name under configs/ (e.g. a1_walk)")
-    p.add_argument("--sim", action="store_true", help="the robot_driver runs the MuJoCo A1 instead of the config's driver")
+    p.add_argument("--sim", action="store_true",
+                   help="the robot_driver runs the MuJoCo A1 instead of the config's driver")
     p.add_argument("--learner", help="'local' to start a learner here, or the learner's tcp://HOST:PORT "
                                      "(default: transport.learner)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
@@ -339,7 +342,8 @@ def main(argv: list[str] | None = None) -> int:
     dump_stacks_on_sigusr1()
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         return args.func(args)
     except (ConfigError, FileExistsError, FileNotFoundError, ValueError, OSError) as exc:

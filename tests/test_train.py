@@ -20,7 +20,8 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def daydream(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "daydream.cli", *args], capture_output=True, text=True, timeout=timeout, cwd=REPO)
+    return subprocess.run([sys.executable, "-m", "daydream.cli", *args], capture_output=True, text=True,
+                          timeout=timeout, cwd=REPO)
 
 
 def random_returns(episodes: int, seed: int) -> list[float]:
@@ -60,7 +61,8 @@ def test_tiny_agent_learns_pendulum(tmp_path):
 
 def test_train_eval_cli_and_resume_after_sigkill(tmp_path):
     logdir = tmp_path / "run"
-    common = ["--config", "pendulum_tiny", "--logdir", str(logdir), "--set", "train.progress=false", "--set", "threads=1",
+    common = ["--config", "pendulum_tiny", "--logdir", str(logdir), "--set", "train.progress=false",
+              "--set", "threads=1",
               "--set", "train.prefill=300", "--set", "train.train_ratio=16", "--set", "train.checkpoint_every=300",
               "--set", "replay.chunk_size=100", "--set", "train.eval_episodes=0", "--set", "train.log_every=200"]
     proc = subprocess.Popen([sys.executable, "-m", "daydream.cli", "train", *common, "--set", "train.steps=100000"],
