@@ -1,6 +1,6 @@
 # daydream: the two commands of the quick start.
 #   make run    set up .venv and train the main job (the simulated A1; LONG=1 for the full budget)
-#   make test   set up .venv and run the test suite
+#   make test   set up .venv, lint (ruff) and run the test suite
 PYTHON ?= python3
 VENV ?= .venv
 # The torch build to install first. 2.13.0 is a CPU wheel on the CI machines and a CUDA
@@ -49,6 +49,7 @@ run: setup
 	$(VENV)/bin/daydream run "$$@" $(ARGS)
 
 test: setup
+	$(VPY) -m ruff check daydream tests benchmarks
 	$(VPY) -m pytest -q -p no:cacheprovider -n 2 --dist load $(ARGS)
 
 clean-venv:
