@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Literal
 import numpy as np
 
 from daydream.export.planner_bundle import PlannerSpec, unpack_bundle
+from daydream.export.spec import obs_feeds
 
 if TYPE_CHECKING:
     from daydream.config import PlannerConfig
@@ -121,15 +122,7 @@ class OnnxPlanner:
                ) -> tuple[np.ndarray, np.ndarray]:
         """The posterior state (deter, stoch) after a batch of observations (with `is_first`)."""
         is_first = np.asarray(obs["is_first"], dtype=bool).reshape(-1)
-        feeds = {}
-        for key, (shape, dtype) in self.spec.obs.items():
-            if key not in obs:
-                raise KeyError(f"observation lacks key '{key}' that the planner needs; it has {sorted(obs)}")
-            value = np.asarray(obs[key], dtype=dtype)
-            if value.shape[1:] != tuple(shape):
-                raise ValueError(f"observation '{key}' has shape {value.shape[1:]} per step, the planner expects "
-                                 f"{tuple(shape)}")
-            feeds[key] = value
+        feeds = obs_feeds(self.spec.obs, obs, "planner")
         if latent_noise is None:
             latent_noise = self._draw((len(is_first), *self.spec.stoch))
         feeds.update(deter=np.asarray(state["deter"], np.float32), stoch=np.asarray(state["stoch"], np.float32),

@@ -14,7 +14,7 @@ from typing import Literal
 import numpy as np
 
 from daydream.export.planner_bundle import is_planner_bundle
-from daydream.export.spec import METADATA_KEY, PolicySpec
+from daydream.export.spec import METADATA_KEY, PolicySpec, obs_feeds
 
 log = logging.getLogger(__name__)
 
@@ -77,15 +77,7 @@ class OnnxPolicy:
         batch = is_first.shape[0]
         state = state or self.initial_state(batch)
         noise = noise or self.sample_noise(batch)
-        feeds = {}
-        for key, (shape, dtype) in self.spec.obs.items():
-            if key not in obs:
-                raise KeyError(f"observation lacks key '{key}' that the policy needs; it has {sorted(obs)}")
-            value = np.asarray(obs[key], dtype=dtype)
-            if value.shape[1:] != tuple(shape):
-                raise ValueError(f"observation '{key}' has shape {value.shape[1:]} per step, the policy expects "
-                                 f"{tuple(shape)}")
-            feeds[key] = value
+        feeds = obs_feeds(self.spec.obs, obs, "policy")
         feeds.update(
             deter=np.asarray(state["deter"], np.float32),
             stoch=np.asarray(state["stoch"], np.float32),

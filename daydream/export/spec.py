@@ -10,7 +10,11 @@ dimension is the batch. The noise kinds say how to draw the noise: `gumbel` is
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
 
 STATE_INPUTS = ("deter", "stoch", "prev_action", "is_first", "latent_noise", "action_noise")
 OUTPUTS = ("action", "action_mode", "deter_out", "stoch_out")
@@ -41,3 +45,19 @@ class PolicySpec:
     @property
     def input_names(self) -> list[str]:
         return [*self.obs, *STATE_INPUTS]
+
+
+def obs_feeds(obs_spec: Mapping[str, tuple[Sequence[int], Any]], obs: Mapping[str, np.ndarray],
+              who: str) -> dict[str, np.ndarray]:
+    """A graph's observation inputs from a batch of observations: each key the graph needs, cast to its dtype,
+    its per-step shape checked (`who`, e.g. "policy", names the graph in the errors)."""
+    feeds = {}
+    for key, (shape, dtype) in obs_spec.items():
+        if key not in obs:
+            raise KeyError(f"observation lacks key '{key}' that the {who} needs; it has {sorted(obs)}")
+        value = np.asarray(obs[key], dtype=dtype)
+        if value.shape[1:] != tuple(shape):
+            raise ValueError(f"observation '{key}' has shape {value.shape[1:]} per step, the {who} expects "
+                             f"{tuple(shape)}")
+        feeds[key] = value
+    return feeds
