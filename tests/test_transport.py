@@ -206,6 +206,8 @@ def test_actor_restart_resends_spool_and_continues_seq(tmp_path):
     endpoint = receiver.endpoint
     sender = ExperienceSender(endpoint, "robot-1", spool)
     try:
+        # sent before the connection is up, the chunks would wait for a sender.poll() this test must not make
+        assert pump(lambda: sender.connected, lambda: receiver.poll(10))
         first = [sender.send(make_chunk(2, seed=i), episode_id=0) for i in range(5)]
         assert pump(lambda: len(rec.calls) == 5, lambda: receiver.poll(20))
         # the actor dies before reading its acks, and the learner restarts too: the

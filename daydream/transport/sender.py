@@ -109,6 +109,11 @@ class ExperienceSender:
         return len(self.spool)
 
     @property
+    def connected(self) -> bool:
+        """Whether the connection to the learner is up: a chunk sent now leaves at once."""
+        return self._link.can_send()
+
+    @property
     def learner_alive(self) -> bool:
         return self._link.heard_within(self.learner_timeout_s)
 
