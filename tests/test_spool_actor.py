@@ -200,3 +200,24 @@ def test_ctrl_c_right_after_a_chunk_is_spooled_still_counts_it(tmp_path):
     status = read_status(tmp_path / "actors" / "a0")
     assert len(sent) >= 3 and in_spool >= 3 * 16
     assert status["steps_spooled"] == in_spool and status["last_seq"] == max(s for s in sent if s is not None)
+
+
+def test_ctrl_c_while_a_torch_policy_loads_stops_the_actor(tmp_path):
+    # torch turns a KeyboardInterrupt raised inside its C++ into a RuntimeError around it: that must
+    # stop the actor like any Ctrl-C, not be logged as an unusable policy (the actor then acted on)
+    actor = Actor(actor_config(tmp_path, free_port_pair(), "transport.policy_runtime=torch"), max_steps=0)
+
+    def interrupted_inside_torch(update):
+        try:
+            raise KeyboardInterrupt
+        except KeyboardInterrupt:
+            raise RuntimeError("[enforce fail at inline_container.cc] unexpected pos") from None
+
+    actor._prepare = interrupted_inside_torch
+    actor.client.poll = lambda: object()  # a new policy is on offer
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            actor._poll_policy()
+    finally:
+        actor.close()
+    assert actor.rejected_policies == 0

@@ -308,6 +308,10 @@ class Actor:
                 try:
                     future.set_result(self._prepare(update))
                 except Exception as exc:
+                    # Ctrl-C inside torch's C++ (loading the weights) surfaces as a RuntimeError around the
+                    # KeyboardInterrupt: it is the interrupt, not an unusable policy (the actor ignored Ctrl-C)
+                    if isinstance(exc.__context__, KeyboardInterrupt):
+                        raise exc.__context__ from None
                     future.set_exception(exc)
                 self._swap_in(update, future)
 
