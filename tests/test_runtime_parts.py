@@ -85,8 +85,8 @@ def test_torch_actor_weights_reproduce_the_learners_policy_and_state_carries_ove
     # weights agree
     onnx.state = torch_policy.state = None
     for t in range(6):
-        obs, noise = step_obs(batch, t), onnx.policy.sample_noise(1)
-        a, onnx.state = onnx.policy.policy(obs, onnx.state, noise=noise)
+        obs, noise = step_obs(batch, t), onnx.runtime.sample_noise(1)
+        a, onnx.state = onnx.runtime.policy(obs, onnx.state, noise=noise)
         b, torch_policy.state = torch_policy.agent.policy(obs, torch_policy.state, noise=noise)
         np.testing.assert_allclose(a, b, atol=1e-4)
     swapped = OnnxActing(export_onnx(source, version=6))

@@ -47,21 +47,32 @@ class RandomActing:
         pass
 
 
-class OnnxActing:
-    def __init__(self, onnx_bytes: bytes, threads: int = 1, seed: int | None = None) -> None:
-        from daydream.export.onnx_policy import OnnxPolicy
+class RecurrentActing:
+    """An exported policy on onnxruntime (`runtime`: `policy(obs, state, mode)`, `version`,
+    `spec.deter`) with the recurrent state it carries between control steps. A successor of
+    the same class and state size continues from its predecessor's state."""
 
-        self.policy = OnnxPolicy(onnx_bytes, threads=threads, seed=seed)
-        self.version = self.policy.version
+    def __init__(self, runtime: Any) -> None:
+        self.runtime = runtime
+        self.version = runtime.version
         self.state: Any = None
 
     def act(self, obs: dict[str, np.ndarray], mode: Literal["explore", "eval"] = "explore") -> np.ndarray:
-        action, self.state = self.policy.policy(batch_obs(obs), self.state, mode=mode)
+        action, self.state = self.runtime.policy(batch_obs(obs), self.state, mode=mode)
         return action[0]
 
     def take_state(self, other: ActingPolicy) -> None:
-        if isinstance(other, OnnxActing) and other.policy.spec.deter == self.policy.spec.deter:
+        if type(other) is type(self) and other.runtime.spec.deter == self.runtime.spec.deter:
             self.state = other.state
+
+
+class OnnxActing(RecurrentActing):
+    """Dreamer's exported acting graph (RSSM filter step + actor)."""
+
+    def __init__(self, onnx_bytes: bytes, threads: int = 1, seed: int | None = None) -> None:
+        from daydream.export.onnx_policy import OnnxPolicy
+
+        super().__init__(OnnxPolicy(onnx_bytes, threads=threads, seed=seed))
 
 
 class AgentActing:

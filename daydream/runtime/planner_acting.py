@@ -9,13 +9,9 @@ names when its control period demands it (benchmarks/bench_planner.py measures t
 
 from __future__ import annotations
 
-from typing import Any, Literal
-
-import numpy as np
-
 from daydream.config import Config, PlannerConfig
 from daydream.export.planner_bundle import is_planner_bundle
-from daydream.runtime.acting import ActingPolicy, OnnxActing, batch_obs
+from daydream.runtime.acting import ActingPolicy, OnnxActing, RecurrentActing
 
 
 def wire_format(runtime: str) -> str:
@@ -23,21 +19,13 @@ def wire_format(runtime: str) -> str:
     return "torch" if runtime == "torch" else "onnx"
 
 
-class PlannerActing:
+class PlannerActing(RecurrentActing):
+    """PlaNet's planner bundle run by `OnnxPlanner` (numpy CEM over the exported model steps)."""
+
     def __init__(self, bundle: bytes, cfg: PlannerConfig, threads: int = 1, seed: int | None = None) -> None:
         from daydream.export.onnx_planner import OnnxPlanner
 
-        self.planner = OnnxPlanner(bundle, cfg, threads=threads, seed=seed)
-        self.version = self.planner.version
-        self.state: Any = None
-
-    def act(self, obs: dict[str, np.ndarray], mode: Literal["explore", "eval"] = "explore") -> np.ndarray:
-        action, self.state = self.planner.policy(batch_obs(obs), self.state, mode=mode)
-        return action[0]
-
-    def take_state(self, other: ActingPolicy) -> None:
-        if isinstance(other, PlannerActing) and other.planner.spec.deter == self.planner.spec.deter:
-            self.state = other.state
+        super().__init__(OnnxPlanner(bundle, cfg, threads=threads, seed=seed))
 
 
 def exported_acting(onnx_bytes: bytes, config: Config, seed: int | None = None) -> ActingPolicy:
