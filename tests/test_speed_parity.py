@@ -81,3 +81,29 @@ def test_prefetched_device_batches_train_like_numpy_batches():
         agent = Agent(tiny_config(), obs_space, act_space)
         metrics.append({k: float(v) for k, v in agent.train(data).items()})
     assert metrics[0] == metrics[1]
+
+
+@pytest.mark.parametrize("actor_grad", ["dynamics", "reinforce"])
+def test_critic_loss_on_the_shared_critic_pass_equals_a_pass_of_its_own(actor_grad):
+    """The critic's loss reuses the logits of the actor's critic pass (kept by `retain_graph`):
+    after the actor's step, its loss and parameter gradients equal those of a fresh critic pass
+    on the detached imagined states, and its step changes the critic alone."""
+    torch.manual_seed(0)
+    obs_space, act_space = vector_spaces(action_dim=2)
+    agent = Agent(tiny_config(f"behavior.actor_grad={actor_grad}"), obs_space, act_space)
+    data = agent._to_tensors(synthetic_batch(obs_space, 2, b=2, t=6), batch_dims=2)
+    _, post, _ = agent.wm.loss(data)
+    actor_loss, targets, _ = agent.behavior.actor_loss(agent.wm, post, data["is_terminal"])
+    agent.actor_opt.step(actor_loss, retain_graph=True)
+    params = list(agent.behavior.critic.parameters())
+    shared, _ = agent.behavior.critic_loss(targets)
+    own, _ = agent.behavior.critic_loss({k: v for k, v in targets.items() if k != "logits"})
+    torch.testing.assert_close(shared, own)
+    for a, b in zip(torch.autograd.grad(shared, params, retain_graph=True), torch.autograd.grad(own, params)):
+        torch.testing.assert_close(a, b)
+    # the critic's step backpropagates into the critic alone: it does not walk back into the
+    # imagination, whose actor weights the actor's step has already changed in place
+    others = [p.detach().clone() for p in [*agent.wm.parameters(), *agent.behavior.actor.parameters()]]
+    agent.critic_opt.step(shared)
+    after = [*agent.wm.parameters(), *agent.behavior.actor.parameters()]
+    assert all(torch.equal(a, b) for a, b in zip(others, after))

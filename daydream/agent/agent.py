@@ -165,7 +165,8 @@ class Agent:
             return metrics
         with self._autocast():
             actor_loss, targets, behavior_metrics = self._actor_loss(self.wm, post, data["is_terminal"])
-        metrics["actor_grad_norm"] = self.actor_opt.step(actor_loss)
+        # the critic's loss reuses the critic's pass over the imagined states (Behavior.actor_loss)
+        metrics["actor_grad_norm"] = self.actor_opt.step(actor_loss, retain_graph=True)
         replay = None
         if self.config.behavior.repval_scale:
             replay = {"feat": self.wm.rssm.feat(post).detach(), "reward": data["reward"],

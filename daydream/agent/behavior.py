@@ -74,8 +74,10 @@ class Behavior(nn.Module):
                    is_terminal: Tensor) -> tuple[Tensor, dict[str, Tensor], dict[str, Tensor]]:
         """(actor loss, the critic's detached training targets, metrics) from imagination.
 
-        The critic's loss is a separate step (`critic_loss`) on detached inputs, so each
-        loss has a backward of its own, also when both steps are torch.compile'd.
+        The critic's loss is a separate step (`critic_loss`) with a backward of its own. The
+        critic runs once over the imagined states: the actor differentiates its values with
+        respect to the states, the critic's loss (the targets' `logits`) with respect to its
+        own parameters only, so the actor's step must keep the graph (`retain_graph`).
         """
         cfg = self.cfg
         start = {k: v.detach().reshape(-1, *v.shape[2:]) for k, v in post.items()}
@@ -85,7 +87,8 @@ class Behavior(nn.Module):
         # head's mode; no gradient flows into (or through) the continue head from the actor
         cont = torch.sigmoid(wm.cont.logits(feats[1:])).detach()
         first_cont = 1.0 - is_terminal.float().reshape(1, -1)
-        value = self.critic.mean(self.critic.logits(feats))
+        critic_logits = self.critic.logits(feats)
+        value = self.critic.mean(critic_logits)
         returns = lambda_returns(reward, cont, value[1:], cfg.discount, cfg.lambda_)
         weight = torch.cumprod(torch.cat([first_cont, cfg.discount * cont[:-1]]), 0).detach()
 
@@ -99,7 +102,8 @@ class Behavior(nn.Module):
         entropy = self.actor.entropy(params)
         actor_loss = -(weight * (objective + cfg.entropy * entropy)).mean()
 
-        targets = {"feat": feats[:-1].detach(), "returns": returns.detach(), "weight": weight}
+        targets = {"feat": feats[:-1].detach(), "logits": critic_logits[:-1], "returns": returns.detach(),
+                   "weight": weight}
         if cfg.repval_scale:  # the replay-value loss bootstraps on the imagined return of every start
             targets["start_return"] = returns[0].detach().reshape(post["deter"].shape[:2])
         metrics = {
@@ -123,7 +127,7 @@ class Behavior(nn.Module):
         bootstrapped on the imagined returns (the newest official replay-value loss).
         """
         cfg = self.cfg
-        critic_loss = self._fit(targets["feat"], targets["returns"], targets["weight"])
+        critic_loss = self._fit(targets["feat"], targets["returns"], targets["weight"], targets.get("logits"))
         metrics = {}
         if cfg.repval_scale and replay is not None:
             returns = replay_lambda_returns(replay["reward"].float(), replay["is_terminal"], replay["is_last"],
@@ -135,8 +139,9 @@ class Behavior(nn.Module):
         metrics["critic_loss"] = critic_loss.detach()
         return critic_loss, metrics
 
-    def _fit(self, feat: Tensor, returns: Tensor, weight: Tensor) -> Tensor:
-        logits = self.critic.logits(feat)
+    def _fit(self, feat: Tensor, returns: Tensor, weight: Tensor, logits: Tensor | None = None) -> Tensor:
+        """The critic's weighted two-hot loss at `feat` (its `logits` there, where already computed)."""
+        logits = self.critic.logits(feat) if logits is None else logits
         slow = self.slow_critic.mean(self.slow_critic.logits(feat)).detach()
         log_probs = torch.log_softmax(logits, -1)
         nll = -self.critic.log_prob_of(log_probs, returns)

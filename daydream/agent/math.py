@@ -60,14 +60,15 @@ def twohot_encode(x: Tensor, bins: Tensor) -> Tensor:
 def twohot_decode(probs: Tensor, bins: Tensor) -> Tensor:
     """The expected bin value under `probs` (last dim over bins), in the bins' space.
 
-    The sum pairs each bin with its mirror image (as the official code), so that uniform
-    probabilities over antisymmetric bins give exactly 0 and a zero-initialised head
-    predicts exactly 0 rather than float rounding noise: for antisymmetric bins
-    (b[n-1-j] = -b[j]) the mean is ((p - flip(p)) @ b) / 2, and every entry of
-    p - flip(p) is exactly 0 for uniform p. One matrix-vector product: slicing the
-    weighted bins (the pairs' first form) cost a full-size zero-filled gradient per slice.
+    Uniform probabilities over antisymmetric bins decode to exactly 0 (so a zero-initialised
+    head predicts exactly 0 rather than float rounding noise, as the official mirror-pair sum
+    ensures): the first bin's probability, held constant, is taken from every entry before
+    the product. As `sum(bins) = 0` that changes neither the value nor the gradient (`bins`),
+    and every entry is exactly 0 for uniform `probs`. Cheaper than the mirror pairs
+    (`(p - flip(p)) @ b / 2`): a flip of the [.., 255] probabilities and its backward were
+    about 7 % of a tiny CPU update.
     """
-    return ((probs - probs.flip(-1)) @ bins.to(probs.dtype)) * 0.5
+    return (probs - probs[..., :1].detach()) @ bins.to(probs.dtype)
 
 
 def twohot_log_prob(log_probs: Tensor, x: Tensor, bins: Tensor) -> Tensor:

@@ -38,9 +38,10 @@ class ClippedAdam:
             raise ValueError(f"unknown optimiser '{kind}'; use adam or laprop")
         self.lr, self.steps = lr, 0
 
-    def step(self, loss: Tensor) -> Tensor:
-        """Backprop `loss` into these parameters only, clip, step; returns the pre-clip grad norm."""
-        grads = torch.autograd.grad(loss, self.params, allow_unused=True)
+    def step(self, loss: Tensor, retain_graph: bool = False) -> Tensor:
+        """Backprop `loss` into these parameters only, clip, step; returns the pre-clip grad norm.
+        `retain_graph` keeps the graph for a later loss that shares part of it."""
+        grads = torch.autograd.grad(loss, self.params, allow_unused=True, retain_graph=retain_graph)
         # autograd.grad does not give grads the parameter's strides (cuDNN returns conv weight
         # grads channels-last when the activations are), and fused Adam needs them equal.
         grads = [torch.zeros_like(p) if g is None else g if g.stride() == p.stride() else torch.empty_like(p).copy_(g)
