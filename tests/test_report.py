@@ -61,6 +61,33 @@ def test_report_exports_a_checkpoint_and_evaluates_the_onnx_policy(tmp_path):
     assert "random actions, same episodes" in format_report(report)
 
 
+def test_the_random_baseline_starts_where_the_policy_started(tmp_path, monkeypatch):
+    """A robot env has no resets: the random actions get an env of their own, so they start from
+    the start pose and not from wherever the evaluated policy left the robot."""
+    import daydream.runtime.report as report_module
+
+    config = a1_config(tmp_path)
+    save_config_yaml(config, tmp_path / "config.yaml")
+    env = make_env(config.env, seed=0, robot=config.robot)
+    agent = Agent(config, env.observation_space, env.action_space)
+    env.close()
+    save_checkpoint(tmp_path / CHECKPOINT_NAME, {"agent": agent.state_dict(), "config": config.to_dict(),
+                                                 "policy_version": 0})
+    firsts, real = [], report_module.evaluate
+
+    def evaluate(policy, env, episodes, **kwargs):
+        obs, _ = env.reset(seed=kwargs.get("seed"))
+        firsts.append(obs["joint_position"].copy())
+        for _ in range(10):  # move the robot, as an evaluated policy does
+            env.step(np.full(12, 1.0, np.float32))
+        return real(policy, env, episodes, **kwargs)
+
+    monkeypatch.setattr(report_module, "evaluate", evaluate)
+    make_report(tmp_path, episodes=1, video=False)
+    assert len(firsts) == 2
+    np.testing.assert_allclose(firsts[1], firsts[0])
+
+
 def test_report_of_a_missing_run_says_so(tmp_path):
     with pytest.raises(FileNotFoundError, match="config.yaml"):
         make_report(tmp_path)

@@ -53,6 +53,32 @@ def test_walking_reward_pays_standing_and_not_lying_on_the_back():
     assert rewards["lying_terms"]["upright"] < 0.3 and rewards["lying"] < 0.5
 
 
+@pytest.mark.parametrize("each_episode", [False, True])
+def test_a_simulated_robot_resets_at_every_episode_only_when_asked(each_episode):
+    """By default an episode goes on from where the last one ended (hardware has no resets);
+    `robot.reset_each_episode` puts the sim back in its start pose at every `reset()`."""
+    from daydream.envs.robot_tasks import up_z
+
+    overrides = ["robot.driver_args={start: lying_on_back}", "robot.action_scale=1.8", "robot.safety.max_delta=1.0",
+                 f"robot.reset_each_episode={str(each_episode).lower()}"]
+    with closing(a1_env(*overrides)) as env:
+        env.reset(seed=0)
+        robot = inner(env)
+        start = robot.driver.read().values["joint_position"].copy()
+        obs = None
+        for t in range(20):  # swing the legs far from the start pose
+            obs, *_ = env.step(np.full(12, 1.0 if t % 2 else -1.0, np.float32))
+        moved = robot.driver.read().values
+        assert np.abs(moved["joint_position"] - start).max() > 0.3
+        env.reset()
+        again = robot.driver.read().values
+        if each_episode:
+            np.testing.assert_allclose(again["joint_position"], start, atol=1e-6)
+            assert up_z(again["imu_orientation"]) < -0.99
+        else:
+            np.testing.assert_allclose(again["joint_position"], moved["joint_position"])
+
+
 def test_faults_put_the_robot_in_safe_mode():
     with closing(a1_env()) as env:
         _faults_put_the_robot_in_safe_mode(env)

@@ -192,6 +192,7 @@ class RobotConfig:
     action_scale: float
     stale_timeout_s: float
     reset_on_fall: bool
+    reset_each_episode: bool
     camera: bool
     safety: SafetyConfig
 

@@ -94,4 +94,4 @@ def make_robot_env(task: str, robot: RobotConfig, seed: int = 0, driver: Any = N
         driver = make_safe_driver(robot, seed)
     return RobotEnv(driver, make_task(task), robot.control_hz, action_scale=robot.action_scale, pacing=robot.pacing,
                     stale_timeout_s=robot.stale_timeout_s, reset_on_fall=robot.reset_on_fall, camera=robot.camera,
-                    safe_mode=robot.safety.safe_mode)
+                    safe_mode=robot.safety.safe_mode, reset_each_episode=robot.reset_each_episode)

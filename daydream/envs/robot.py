@@ -14,9 +14,10 @@ actuators go to the safe mode before the error is raised: `robot.safety.safe_mod
 safety layer's), else the first the driver declares, never one the driver lacks.
 
 Episodes end on the time limit (a wrapper) only: hardware has no resets, and `reset()`
-continues from wherever the robot is. A simulated robot is reset on the first `reset()`
-and, with `robot.reset_on_fall`, after an episode that ended in a fall (which ends the
-episode early, as a truncation).
+continues from wherever the robot is. A simulated robot is reset on the first `reset()`,
+with `robot.reset_on_fall` after an episode that ended in a fall (which ends the episode
+early, as a truncation), and with `robot.reset_each_episode` at every `reset()` (each
+episode practises from the start pose: a sim-only shortcut for short experiments).
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ class RobotEnv(gym.Env):
 
     def __init__(self, driver: Driver, task: Task, control_hz: float, action_scale: float = 1.0,
                  pacing: str = "auto", stale_timeout_s: float = 0.25, reset_on_fall: bool = False,
-                 camera: bool = False, safe_mode: str | None = None) -> None:
+                 camera: bool = False, safe_mode: str | None = None, reset_each_episode: bool = False) -> None:
         if control_hz <= 0:
             raise ValueError(f"robot.control_hz must be positive, got {control_hz}")
         if pacing not in ("auto", "wall", "sim"):
@@ -60,6 +61,7 @@ class RobotEnv(gym.Env):
         self.action_scale = action_scale
         self.stale_timeout_s = stale_timeout_s
         self.reset_on_fall = reset_on_fall and simulated
+        self.reset_each_episode = reset_each_episode and simulated
         self.pose = task.pose(spec).astype(np.float64)
         n = spec.actuator.size
         declared = {s.name for s in spec.sensors}
@@ -94,7 +96,8 @@ class RobotEnv(gym.Env):
         if not self._opened:
             self.driver.open()
             self._opened = True
-        if isinstance(self.driver, SimulatedDriver) and (self._needs_reset or (self.reset_on_fall and self._fell)):
+        if isinstance(self.driver, SimulatedDriver) and (
+                self._needs_reset or self.reset_each_episode or (self.reset_on_fall and self._fell)):
             self.driver.reset(seed)
             self._needs_reset = False
         self._fell = False

@@ -168,10 +168,17 @@ def make_report(logdir: str | Path, episodes: int = 1, video: bool = True) -> Re
         log.warning("no episodes in %s yet: no learning curve", logdir / "metrics.jsonl")
     update = exported_policy(logdir)
     policy = exported_acting(update.onnx, config, seed=config.seed)  # an acting graph, or PlaNet's planner
-    env = make_env(config.env, seed=config.seed + 30_000, robot=config.robot)
+    # each policy on an env of its own: a robot env has no resets, so a second policy on the same
+    # env would start from wherever the first left the robot, not from the same start
+    seed = config.seed + 30_000
+    env = make_env(config.env, seed=seed, robot=config.robot)
     try:
-        result = evaluate(policy, env, episodes, record_video=video, seed=config.seed + 30_000, render=True)
-        baseline = evaluate(RandomActing(env.action_space, seed=config.seed), env, episodes, seed=config.seed + 30_000)
+        result = evaluate(policy, env, episodes, record_video=video, seed=seed, render=True)
+    finally:
+        env.close()
+    env = make_env(config.env, seed=seed, robot=config.robot)
+    try:
+        baseline = evaluate(RandomActing(env.action_space, seed=config.seed), env, episodes, seed=seed)
     finally:
         env.close()
     video_path = None
