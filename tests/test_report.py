@@ -36,6 +36,26 @@ def test_learning_curve_plots_returns_and_actor_diagnostics(tmp_path):
     assert path.read_bytes()[:8] == PNG_MAGIC and path.stat().st_size > 10_000
 
 
+def test_training_summary_sets_the_learned_episodes_beside_the_random_prefill(tmp_path):
+    from daydream.runtime.report import Report, training_summary
+
+    assert training_summary(tmp_path) is None  # no actor episodes yet
+    for actor, offset in (("actor-0", 0.0), ("actor-1", 1.0)):
+        writer = MetricsWriter(tmp_path / "actors" / actor, tensorboard=False)
+        for i in range(30):  # 4 random-action episodes each, then policies; returns peak at i = 20
+            writer.write("episode", 250 * (i + 1), {"return": offset + 20 - abs(i - 20), "length": 250,
+                                                    "policy_version": max(0, i - 3), "upright": 0.1 * (i >= 4)})
+        writer.close()
+    summary = training_summary(tmp_path, window=3)
+    assert summary["random"] == {"episodes": 8, "return": 2.0, "upright": 0.0}  # returns 0..3 and 1..4
+    # actor-0's episodes are read first, then actor-1's: the best 3 in a row are actor-1's 19..21
+    assert summary["best"]["episodes"] == 3 and summary["best"]["return"] == pytest.approx(1 + 20 - 2 / 3)
+    assert summary["last"] == {"episodes": 3, "return": 13.0, "upright": pytest.approx(0.1)}  # actor-1 27..29
+    text = format_report(Report(tmp_path, 1, [0.0], [250], {}, None, None, None, summary))
+    assert "training, random actions (prefill) 8 episode(s): return 2.0, upright 0.000" in text
+    assert "training, best run of 3 episode(s)" in text
+
+
 def test_report_exports_a_checkpoint_and_evaluates_the_onnx_policy(tmp_path):
     config = a1_config(tmp_path)
     save_config_yaml(config, tmp_path / "config.yaml")

@@ -6,7 +6,11 @@
   each actor's `actors/<id>/metrics.jsonl`, or the trainer's evaluations).
 - `gait.mp4` (GIF without ffmpeg): an offscreen video of one evaluation episode.
 - `report.json`: the evaluated policy version, returns and diagnostics, beside those of
-  uniform random actions on the same episodes (seeds), so that what was learned shows.
+  uniform random actions on the same episodes (seeds), so that what was learned shows;
+  and the actors' own training episodes: those of random actions (the prefill, before the
+  first policy), the last ones and the best run of them. On a robot without resets the
+  training episodes are the behaviour (each goes on from where the last ended), where an
+  evaluation starts afresh from the start pose.
 
 The evaluation runs the exported ONNX policy (`policy/policy.onnx`, what a robot runs)
 on onnxruntime. A run from `daydream train` has no exported policy yet: it is exported
@@ -50,6 +54,7 @@ class Report:
     curve: Path | None
     video: Path | None
     random: EvalResult | None = None  # uniform random actions on the same episode seeds
+    training: dict[str, dict[str, float]] | None = None  # `training_summary` of the actors' episodes
 
     def to_dict(self) -> dict[str, Any]:
         random = None if self.random is None else {
@@ -58,7 +63,7 @@ class Report:
         return {"policy_version": self.policy_version, "returns": self.returns, "lengths": self.lengths,
                 "mean_return": float(np.mean(self.returns)) if self.returns else None,
                 "diagnostics": self.diagnostics, "random": random, "learning_curve": self.curve and self.curve.name,
-                "video": self.video and self.video.name, "written_at": time.time()}
+                "video": self.video and self.video.name, "training": self.training, "written_at": time.time()}
 
 
 def run_config(logdir: Path) -> Config:
@@ -100,6 +105,31 @@ def exported_policy(logdir: Path) -> PolicyUpdate:
     store.save(update, {"exported_from": str(checkpoint), "updates": agent.updates})
     log.info("exported the checkpoint's actor to %s", store.onnx_path)
     return update
+
+
+def training_summary(logdir: Path, window: int = 10) -> dict[str, dict[str, float]] | None:
+    """The actors' training episodes in three groups, each with its episode count and mean return
+    and diagnostics: `random` (policy version 0: the prefill's random actions), `last` (the
+    last `window` episodes of learned policies) and `best` (the `window` consecutive episodes
+    of learned policies with the highest mean return). None without actor episodes."""
+    rows = [r for p in sorted((logdir / "actors").glob("*/metrics.jsonl")) for r in read_metrics(p, "episode")
+            if "return" in r]
+    if not rows:
+        return None
+
+    def mean(group: list[dict[str, Any]]) -> dict[str, float]:
+        keys = [k for k in group[0] if k not in ("kind", "step", "length", "policy_version")]
+        return {"episodes": len(group), **{k: float(np.mean([r[k] for r in group if k in r])) for k in keys}}
+
+    random = [r for r in rows if not r.get("policy_version")]
+    learned = [r for r in rows if r.get("policy_version")]
+    summary = {"random": mean(random)} if random else {}
+    if learned:
+        n = min(window, len(learned))
+        returns = np.convolve([r["return"] for r in learned], np.ones(n) / n, mode="valid")
+        best = int(np.argmax(returns))
+        summary.update(last=mean(learned[-n:]), best=mean(learned[best:best + n]))
+    return summary
 
 
 def plot_learning_curve(logdir: Path, path: Path) -> Path | None:
@@ -190,7 +220,7 @@ def make_report(logdir: str | Path, episodes: int = 1, video: bool = True) -> Re
         else:
             log.warning("the env rendered no frames (no renderer for backend %s); no video", config.env.backend)
     report = Report(logdir, update.version, result.returns, result.lengths, result.mean_diagnostics(), curve,
-                    video_path, baseline)
+                    video_path, baseline, training_summary(logdir))
     (logdir / REPORT_NAME).write_text(json.dumps(report.to_dict(), indent=1))
     return report
 
@@ -204,6 +234,11 @@ def format_report(report: Report) -> str:
         lines.append(f"  random actions, same episodes: return {report.random.mean_return:.1f}")
     lines += [f"  {k}: {v:.3f} (episode mean)" + (f"; random actions {random[k]:.3f}" if k in random else "")
               for k, v in report.diagnostics.items()]
+    labels = {"random": "random actions (prefill)", "last": "last", "best": "best run of"}
+    for group, row in (report.training or {}).items():
+        values = ", ".join(f"{k} {v:.3f}" for k, v in row.items() if k not in ("episodes", "return"))
+        lines.append(f"  training, {labels[group]} {row['episodes']:.0f} episode(s): return {row['return']:.1f}"
+                     + (f", {values}" if values else "") + " (episode means)")
     for label, path in (("learning curve", report.curve), ("video", report.video)):
         lines.append(f"  {label}: {path if path else 'none'}")
     return "\n".join(lines)
