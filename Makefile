@@ -7,18 +7,21 @@ VENV ?= .venv
 # wheel from PyPI on a Linux GPU workstation; override for another CUDA index, e.g.
 #   make run TORCH_SPEC="torch==2.13.0 --index-url https://download.pytorch.org/whl/cu128"
 TORCH_SPEC ?= torch==2.13.0
-# The main job: the simulated Unitree A1 learning to walk, with a learner and ACTORS actor
-# processes (`daydream run`), then its report (learning curve, gait video, evaluation).
-# The default budget is a short check of the whole loop; LONG=1 trains for the config's
-# own budget (100k env steps, about 1.4 h of robot time; hours on a GPU workstation).
-CONFIG ?= a1_walk
-ACTORS ?= 1
+# The main job: DayDreamer's task on the simulated Unitree A1 (start on the back, no resets),
+# with a learner and ACTORS actor processes (`daydream run`), then its report (learning
+# curve, gait video, evaluation, training episodes beside random actions). By default
+# configs/a1_roll_cpu.yaml: a tiny learner for 20k env steps, about 15 minutes on 2 CPU
+# cores, in which the robot learns to push itself over (benchmarks/RESULTS.md). LONG=1 is
+# DayDreamer's full run (configs/a1_walk.yaml: 100k env steps, about 1.4 h of robot time;
+# hours on a GPU workstation). STEPS=N overrides the config's env-step budget.
 LONG ?= 0
 ifeq ($(LONG),1)
-STEPS ?= 0
+CONFIG ?= a1_walk
 else
-STEPS ?= 8000
+CONFIG ?= a1_roll_cpu
 endif
+ACTORS ?= 1
+STEPS ?= 0
 # Model size: the config's own on a CUDA machine, tiny on CPU-only machines (the larger
 # updates take seconds on a laptop CPU). Set SIZE=tiny|daydreamer|size12m|size25m|size50m to choose.
 SIZE ?= auto

@@ -1,5 +1,5 @@
-"""The main job end to end, shrunk to a smoke run: `daydream run --config a1_walk` (the
-README's `make run`) trains a learner and an ONNX actor on the simulated A1 until
+"""The main job end to end, shrunk to a smoke run: `daydream run --config a1_roll_cpu` (the
+README's `make run` on a CPU; `LONG=1` runs a1_walk, the same task at DayDreamer's sizes) trains a learner and an ONNX actor on the simulated A1 until
 `train.steps`, then reports. It checks the pipeline, not the gait: a checkpoint, the
 exported policy, the actor's per-episode forward velocity, the learning-curve PNG, a
 video rendered offscreen and report.json are all left behind."""
@@ -25,7 +25,7 @@ def test_make_run_pipeline_on_the_simulated_a1(tmp_path):
             "train.checkpoint_every=240", "train.progress=false", "replay.batch_size=4", "replay.batch_length=16",
             "train.train_ratio=16", "transport.chunk_length=30", "transport.publish_every=10",
             "transport.status_every_s=0.2", "transport.heartbeat_interval_s=0.2", "transport.pace_slack_steps=16"]
-    args = [sys.executable, "-m", "daydream.cli", "run", "--config", "a1_walk", "--actors", "1"]
+    args = [sys.executable, "-m", "daydream.cli", "run", "--config", "a1_roll_cpu", "--actors", "1"]
     for item in sets:
         args += ["--set", item]
     proc = subprocess.Popen(args, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -49,6 +49,9 @@ def test_make_run_pipeline_on_the_simulated_a1(tmp_path):
     report = json.loads((logdir / "report.json").read_text())
     assert report["policy_version"] == status["policy_version"] and len(report["returns"]) == 1
     assert set(report["diagnostics"]) == {"forward_velocity", "upright"}
+    # the training episodes: random prefill (policy 0) beside the learned policies' episodes
+    assert report["training"]["random"]["episodes"] >= 1 and report["training"]["last"]["episodes"] >= 1
+    assert "training, random actions (prefill)" in output
     assert (logdir / "learning_curve.png").read_bytes()[:4] == b"\x89PNG"
     video = logdir / report["video"]
     assert video.suffix in (".mp4", ".gif") and video.stat().st_size > 5_000
