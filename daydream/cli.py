@@ -264,7 +264,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue the run in --logdir")
     p.add_argument("--no-report", dest="report", action="store_false",
                    help="skip the report (learning curve, video, evaluation) after training")
-    p.add_argument("--report-episodes", type=int, default=1, help="evaluation episodes of the report")
+    p.add_argument("--report-episodes", type=int, default=0,
+                   help="evaluation episodes of the report (default: train.eval_episodes, at least 1)")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("launch", help="run a robot's ROS 2 graph (robot_driver, robot_actor[, learner]) as processes "
@@ -286,7 +287,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("report", help="a run's learning curve (PNG), a video and an evaluation of its exported policy")
     p.add_argument("logdir", help="the run directory")
-    p.add_argument("--episodes", type=int, default=1, help="evaluation episodes (the video shows the first)")
+    p.add_argument("--episodes", type=int, default=0,
+                   help="evaluation episodes (the video shows the first; default: the run's train.eval_episodes)")
     p.add_argument("--no-video", action="store_true", help="evaluate without rendering a video")
     p.set_defaults(func=cmd_report)
 

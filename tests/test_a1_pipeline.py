@@ -1,8 +1,9 @@
 """The main job end to end, shrunk to a smoke run: `daydream run --config a1_roll_cpu` (the
-README's `make run` on a CPU; `LONG=1` runs a1_walk, the same task at DayDreamer's sizes) trains a learner and an ONNX actor on the simulated A1 until
-`train.steps`, then reports. It checks the pipeline, not the gait: a checkpoint, the
-exported policy, the actor's per-episode forward velocity, the learning-curve PNG, a
-video rendered offscreen and report.json are all left behind."""
+README's `make run` on a CPU; `LONG=1` runs a1_walk, the same task at DayDreamer's sizes)
+trains a learner and an ONNX actor on the simulated A1 until `train.steps`, then reports.
+It checks the pipeline, not the gait: a checkpoint, the exported policy, the actor's
+per-episode forward velocity, the learning-curve PNG, a video rendered offscreen and
+report.json are all left behind."""
 
 from __future__ import annotations
 
@@ -47,7 +48,9 @@ def test_make_run_pipeline_on_the_simulated_a1(tmp_path):
     assert max(e["policy_version"] for e in episodes) >= 1  # later episodes ran a learned policy
 
     report = json.loads((logdir / "report.json").read_text())
-    assert report["policy_version"] == status["policy_version"] and len(report["returns"]) == 1
+    # the config's evaluation: 4 episodes in a row (one life, no resets), actions sampled as in training
+    assert report["policy_version"] == status["policy_version"] and len(report["returns"]) == 4
+    assert report["mode"] == "explore" and "evaluation (explore mode)" in output
     assert set(report["diagnostics"]) == {"forward_velocity", "upright"}
     # the training episodes: random prefill (policy 0) beside the learned policies' episodes
     assert report["training"]["random"]["episodes"] >= 1 and report["training"]["last"]["episodes"] >= 1

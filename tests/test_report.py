@@ -108,6 +108,29 @@ def test_the_random_baseline_starts_where_the_policy_started(tmp_path, monkeypat
     np.testing.assert_allclose(firsts[1], firsts[0])
 
 
+def test_evaluation_acts_in_the_mode_it_is_given():
+    from daydream.runtime.evaluate import evaluate
+
+    class Recorder:
+        version, modes = 1, []
+
+        def act(self, obs, mode="explore"):
+            self.modes.append(mode)
+            return np.zeros(12, np.float32)
+
+    policy = Recorder()
+    env = make_env(a1_config("unused").env, seed=0, robot=a1_config("unused").robot)
+    try:
+        evaluate(policy, env, 1, mode="explore")
+        assert policy.modes and set(policy.modes) == {"explore"}
+        evaluate(policy, env, 1)
+        assert policy.modes[-1] == "eval"  # the default: the policy's mode, no exploration
+        with pytest.raises(ValueError, match="eval or explore"):
+            evaluate(policy, env, 1, mode="greedy")
+    finally:
+        env.close()
+
+
 def test_report_of_a_missing_run_says_so(tmp_path):
     with pytest.raises(FileNotFoundError, match="config.yaml"):
         make_report(tmp_path)

@@ -135,6 +135,7 @@ class TrainConfig:
     log_every: int
     eval_every: int
     eval_episodes: int
+    eval_mode: Literal["eval", "explore"]
     checkpoint_every: int
     video_every: int
     progress: bool

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import gymnasium as gym
 import numpy as np
@@ -71,9 +71,12 @@ def frame_of(env: gym.Env, obs: dict[str, np.ndarray], render: bool = False) -> 
 
 
 def evaluate(policy: ActingPolicy, env: gym.Env, episodes: int, record_video: bool = False,
-             seed: int | None = None, render: bool = False) -> EvalResult:
-    """Run `episodes` episodes with `policy.act(obs, mode="eval")`; frames of the first if `record_video`
+             seed: int | None = None, render: bool = False,
+             mode: Literal["eval", "explore"] = "eval") -> EvalResult:
+    """Run `episodes` episodes with `policy.act(obs, mode)`; frames of the first if `record_video`
     (the observed image, or the env's render() with `render`: a robot's tracking camera at video size)."""
+    if mode not in ("eval", "explore"):
+        raise ValueError(f"evaluation mode must be eval or explore, got {mode!r}")
     result = EvalResult([], [])
     diagnostics = EpisodeDiagnostics()
     for episode in range(episodes):
@@ -86,7 +89,7 @@ def evaluate(policy: ActingPolicy, env: gym.Env, episodes: int, record_video: bo
                 if frame is not None:
                     result.frames.append(frame)
             # is_first in the observation resets the policy's recurrent state at each episode start
-            obs, reward, terminated, truncated, info = env.step(policy.act(obs, mode="eval"))
+            obs, reward, terminated, truncated, info = env.step(policy.act(obs, mode=mode))
             diagnostics.add(info)
             total += float(reward)
             length += 1
@@ -115,7 +118,8 @@ def run_eval(checkpoint: Path, episodes: int, video: str | None = None, override
     try:
         agent = Agent(config, env.observation_space, env.action_space)
         agent.load_state_dict(payload["agent"])
-        result = evaluate(AgentActing(agent), env, episodes, record_video=video is not None, seed=config.seed + 20_000)
+        result = evaluate(AgentActing(agent), env, episodes, record_video=video is not None, seed=config.seed + 20_000,
+                          mode=config.train.eval_mode)
     finally:
         env.close()
     if video is not None:

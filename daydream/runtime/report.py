@@ -55,12 +55,14 @@ class Report:
     video: Path | None
     random: EvalResult | None = None  # uniform random actions on the same episode seeds
     training: dict[str, dict[str, float]] | None = None  # `training_summary` of the actors' episodes
+    mode: str = "eval"  # the evaluation's actions: the policy's mode, or sampled as in training (explore)
 
     def to_dict(self) -> dict[str, Any]:
         random = None if self.random is None else {
             "returns": self.random.returns, "lengths": self.random.lengths, "mean_return": self.random.mean_return,
             "diagnostics": self.random.mean_diagnostics()}
-        return {"policy_version": self.policy_version, "returns": self.returns, "lengths": self.lengths,
+        return {"policy_version": self.policy_version, "mode": self.mode, "returns": self.returns,
+                "lengths": self.lengths,
                 "mean_return": float(np.mean(self.returns)) if self.returns else None,
                 "diagnostics": self.diagnostics, "random": random, "learning_curve": self.curve and self.curve.name,
                 "video": self.video and self.video.name, "training": self.training, "written_at": time.time()}
@@ -187,12 +189,14 @@ def plot_learning_curve(logdir: Path, path: Path) -> Path | None:
     return path
 
 
-def make_report(logdir: str | Path, episodes: int = 1, video: bool = True) -> Report:
-    """Plot the curve, evaluate the exported policy for `episodes` episodes and write report.json."""
-    if episodes < 1:
-        raise ValueError(f"--episodes must be at least 1, got {episodes}")
+def make_report(logdir: str | Path, episodes: int = 0, video: bool = True) -> Report:
+    """Plot the curve, evaluate the exported policy for `episodes` episodes (0: the run's
+    `train.eval_episodes`, at least 1) in the run's `train.eval_mode` and write report.json."""
+    if episodes < 0:
+        raise ValueError(f"--episodes must be at least 1 (0: the config's train.eval_episodes), got {episodes}")
     logdir = Path(logdir)
     config = run_config(logdir)
+    episodes = episodes or max(1, config.train.eval_episodes)
     curve = plot_learning_curve(logdir, logdir / CURVE_NAME)
     if curve is None:
         log.warning("no episodes in %s yet: no learning curve", logdir / "metrics.jsonl")
@@ -203,7 +207,8 @@ def make_report(logdir: str | Path, episodes: int = 1, video: bool = True) -> Re
     seed = config.seed + 30_000
     env = make_env(config.env, seed=seed, robot=config.robot)
     try:
-        result = evaluate(policy, env, episodes, record_video=video, seed=seed, render=True)
+        result = evaluate(policy, env, episodes, record_video=video, seed=seed, render=True,
+                          mode=config.train.eval_mode)
     finally:
         env.close()
     env = make_env(config.env, seed=seed, robot=config.robot)
@@ -220,15 +225,15 @@ def make_report(logdir: str | Path, episodes: int = 1, video: bool = True) -> Re
         else:
             log.warning("the env rendered no frames (no renderer for backend %s); no video", config.env.backend)
     report = Report(logdir, update.version, result.returns, result.lengths, result.mean_diagnostics(), curve,
-                    video_path, baseline, training_summary(logdir))
+                    video_path, baseline, training_summary(logdir), config.train.eval_mode)
     (logdir / REPORT_NAME).write_text(json.dumps(report.to_dict(), indent=1))
     return report
 
 
 def format_report(report: Report) -> str:
     lines = [f"report of {report.logdir} (policy version {report.policy_version})",
-             f"  evaluation return: {np.mean(report.returns):.1f} over {len(report.returns)} episode(s) of "
-             f"{np.mean(report.lengths):.0f} steps on average"]
+             f"  evaluation ({report.mode} mode) return: {np.mean(report.returns):.1f} over {len(report.returns)} "
+             f"episode(s) of {np.mean(report.lengths):.0f} steps on average"]
     random = report.random.mean_diagnostics() if report.random is not None else {}
     if report.random is not None:
         lines.append(f"  random actions, same episodes: return {report.random.mean_return:.1f}")

@@ -117,7 +117,8 @@ class Trainer(TrainingRun):
         return summary
 
     def evaluate(self, video: bool = False) -> dict[str, float]:
-        result = evaluate(AgentActing(self.agent), self.eval_env, self.config.train.eval_episodes, record_video=video)
+        result = evaluate(AgentActing(self.agent), self.eval_env, self.config.train.eval_episodes, record_video=video,
+                          mode=self.config.train.eval_mode)
         summary = {"return": result.mean_return, "length": float(np.mean(result.lengths)), **result.mean_diagnostics()}
         self.metrics.write("eval", self.env_steps, summary)
         log.info("eval at %d env steps: return %.1f", self.env_steps, summary["return"])
