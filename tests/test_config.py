@@ -64,3 +64,16 @@ def test_roundtrip_through_dict():
     again = config_from_dict(config.to_dict(), ["train.steps=5"])
     assert again.model == config.model and again.train.steps == 5
     assert config.digest("model") == again.digest("model")
+
+
+def test_a_config_saved_before_a_knob_existed_loads_with_the_knobs_default():
+    """Checkpoints store their resolved config; one saved before a knob was added must still load
+    (the knob takes its default, the behaviour the run had), and unknown keys are still errors."""
+    saved = load_config("a1_roll_cpu").to_dict()
+    del saved["train"]["eval_mode"], saved["robot"]["reset_each_episode"], saved["agent"]
+    config = config_from_dict(saved, ["device=cpu"])
+    assert config.train.eval_mode == "eval" and config.robot.reset_each_episode is False
+    assert config.agent == load_config(None).agent and config.train.steps == 20000  # the saved values stay
+    saved["train"]["no_such_knob"] = 1
+    with pytest.raises(ConfigError, match="no_such_knob"):
+        config_from_dict(saved)

@@ -243,14 +243,37 @@ def _coerce(hint: Any, value: Any, name: str) -> Any:
 
 
 def config_from_dict(data: dict[str, Any], overrides: typing.Sequence[str] = ()) -> Config:
-    """Rebuild a Config saved with `Config.to_dict()` (e.g. in a checkpoint), with overrides."""
-    merged = _renamed(dict(data), "a saved config")
+    """Rebuild a Config saved with `Config.to_dict()` (e.g. in a checkpoint), with overrides.
+
+    A knob added since the config was saved takes its default from defaults.yaml (the
+    behaviour the run had before the knob existed), so older checkpoints stay loadable.
+    """
+    defaults = _read_yaml(config_dir() / "defaults.yaml")
+    for preset in ("sizes", "recipes"):
+        defaults.pop(preset, None)
+    saved = _renamed(dict(data), "a saved config")
+    added = _missing_keys(defaults, saved)
+    if added:
+        log.info("the saved config predates %s: their defaults apply", ", ".join(added))
+    merged = _merge(defaults, saved, "a saved config")
     for item in overrides:
         if "=" not in item:
             raise ConfigError(f"override '{item}' must look like key.sub=value")
         key, raw = item.split("=", 1)
         merged = _merge(merged, _renamed(_nested(key.strip(), yaml.safe_load(raw)), "--set"), "--set")
     return _build(Config, merged, "")
+
+
+def _missing_keys(base: dict[str, Any], data: dict[str, Any], prefix: str = "") -> list[str]:
+    """The dotted keys of `base` that `data` lacks (sections that are free mappings count as one key)."""
+    out = []
+    for key, value in base.items():
+        name = f"{prefix}{key}"
+        if key not in data:
+            out.append(name)
+        elif isinstance(value, dict) and isinstance(data[key], dict) and not _is_free_mapping(name):
+            out += _missing_keys(value, data[key], f"{name}.")
+    return out
 
 
 def _nested(key: str, value: Any) -> dict[str, Any]:
