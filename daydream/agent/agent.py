@@ -106,6 +106,7 @@ class Agent:
         # step (compiling the losses whole unrolled the loops and took minutes); the rest stays eager
         if config.compile:
             wm.rssm.compile_steps()
+            behavior.share_critic_pass = False
         self._wm_loss, self._actor_loss, self._critic_loss = wm.loss, behavior.actor_loss, behavior.critic_loss
 
     # -- acting ----------------------------------------------------------------------
@@ -165,8 +166,8 @@ class Agent:
             return metrics
         with self._autocast():
             actor_loss, targets, behavior_metrics = self._actor_loss(self.wm, post, data["is_terminal"])
-        # the critic's loss reuses the critic's pass over the imagined states (Behavior.actor_loss)
-        metrics["actor_grad_norm"] = self.actor_opt.step(actor_loss, retain_graph=True)
+        # the critic's loss may reuse the critic's pass over the imagined states (Behavior.actor_loss)
+        metrics["actor_grad_norm"] = self.actor_opt.step(actor_loss, retain_graph=self.behavior.share_critic_pass)
         replay = None
         if self.config.behavior.repval_scale:
             replay = {"feat": self.wm.rssm.feat(post).detach(), "reward": data["reward"],

@@ -36,6 +36,9 @@ class Behavior(nn.Module):
         self.retnorm = ReturnNormalizer(cfg.retnorm_decay, cfg.retnorm_low, cfg.retnorm_high, cfg.retnorm_floor)
         grad = cfg.actor_grad if cfg.actor_grad != "auto" else ("reinforce" if discrete else "dynamics")
         self.dynamics_grad = grad == "dynamics"
+        # The critic's loss reuses the actor's critic pass (the actor's step keeps the graph). Not
+        # with compiled step functions: their backward frees donated buffers, so no graph is kept.
+        self.share_critic_pass = True
 
     def imagine(self, wm: WorldModel, start: State) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
         """Roll the actor forward in the model: features [H+1, N, F], actions [H, N, A], actor params.
@@ -74,10 +77,11 @@ class Behavior(nn.Module):
                    is_terminal: Tensor) -> tuple[Tensor, dict[str, Tensor], dict[str, Tensor]]:
         """(actor loss, the critic's detached training targets, metrics) from imagination.
 
-        The critic's loss is a separate step (`critic_loss`) with a backward of its own. The
-        critic runs once over the imagined states: the actor differentiates its values with
-        respect to the states, the critic's loss (the targets' `logits`) with respect to its
-        own parameters only, so the actor's step must keep the graph (`retain_graph`).
+        The critic's loss is a separate step (`critic_loss`) with a backward of its own. With
+        `share_critic_pass` the critic runs once over the imagined states: the actor
+        differentiates its values with respect to the states, the critic's loss (the targets'
+        `logits`) with respect to its own parameters only, so the actor's step must keep the
+        graph (`retain_graph`).
         """
         cfg = self.cfg
         start = {k: v.detach().reshape(-1, *v.shape[2:]) for k, v in post.items()}
@@ -102,8 +106,9 @@ class Behavior(nn.Module):
         entropy = self.actor.entropy(params)
         actor_loss = -(weight * (objective + cfg.entropy * entropy)).mean()
 
-        targets = {"feat": feats[:-1].detach(), "logits": critic_logits[:-1], "returns": returns.detach(),
-                   "weight": weight}
+        targets = {"feat": feats[:-1].detach(), "returns": returns.detach(), "weight": weight}
+        if self.share_critic_pass:
+            targets["logits"] = critic_logits[:-1]
         if cfg.repval_scale:  # the replay-value loss bootstraps on the imagined return of every start
             targets["start_return"] = returns[0].detach().reshape(post["deter"].shape[:2])
         metrics = {
