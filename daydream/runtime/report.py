@@ -22,15 +22,17 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import gymnasium as gym
 import numpy as np
 
 from daydream.config import Config, config_from_dict, load_config
 from daydream.envs import make_env
-from daydream.runtime.acting import RandomActing
+from daydream.runtime.acting import ActingPolicy, RandomActing
 from daydream.runtime.checkpoint import CHECKPOINT_NAME
 from daydream.runtime.evaluate import EvalResult, evaluate
 from daydream.runtime.metrics import read_metrics
@@ -109,13 +111,17 @@ def exported_policy(logdir: Path) -> PolicyUpdate:
     return update
 
 
+def actor_episodes(logdir: Path) -> dict[str, list[dict[str, Any]]]:
+    """Each actor's episode rows (`actors/<id>/metrics.jsonl`), by actor id."""
+    return {p.parent.name: read_metrics(p, "episode") for p in sorted((logdir / "actors").glob("*/metrics.jsonl"))}
+
+
 def training_summary(logdir: Path, window: int = 10) -> dict[str, dict[str, float]] | None:
     """The actors' training episodes in three groups, each with its episode count and mean return
     and diagnostics: `random` (policy version 0: the prefill's random actions), `last` (the
     last `window` episodes of learned policies) and `best` (the `window` consecutive episodes
     of learned policies with the highest mean return). None without actor episodes."""
-    rows = [r for p in sorted((logdir / "actors").glob("*/metrics.jsonl")) for r in read_metrics(p, "episode")
-            if "return" in r]
+    rows = [r for episodes in actor_episodes(logdir).values() for r in episodes if "return" in r]
     if not rows:
         return None
 
@@ -144,7 +150,7 @@ def plot_learning_curve(logdir: Path, path: Path) -> Path | None:
     rows = read_metrics(logdir / "metrics.jsonl") if (logdir / "metrics.jsonl").is_file() else []
     episodes = [r for r in rows if r.get("kind") == "episode" and "return" in r]
     evals = [r for r in rows if r.get("kind") == "eval" and "return" in r]
-    actors = {p.parent.name: read_metrics(p, "episode") for p in sorted((logdir / "actors").glob("*/metrics.jsonl"))}
+    actors = actor_episodes(logdir)
     diag_keys = sorted({k for rs in actors.values() for r in rs for k in r} - {"kind", "step", "return", "length",
                                                                                 "policy_version"})
     diag_keys += [k for k in sorted({k for r in evals for k in r} - {"kind", "step", "return", "length"})
@@ -202,20 +208,10 @@ def make_report(logdir: str | Path, episodes: int = 0, video: bool = True) -> Re
         log.warning("no episodes in %s yet: no learning curve", logdir / "metrics.jsonl")
     update = exported_policy(logdir)
     policy = exported_acting(update.onnx, config, seed=config.seed)  # an acting graph, or PlaNet's planner
-    # each policy on an env of its own: a robot env has no resets, so a second policy on the same
-    # env would start from wherever the first left the robot, not from the same start
-    seed = config.seed + 30_000
-    env = make_env(config.env, seed=seed, robot=config.robot)
-    try:
-        result = evaluate(policy, env, episodes, record_video=video, seed=seed, render=True,
-                          mode=config.train.eval_mode)
-    finally:
-        env.close()
-    env = make_env(config.env, seed=seed, robot=config.robot)
-    try:
-        baseline = evaluate(RandomActing(env.action_space, seed=config.seed), env, episodes, seed=seed)
-    finally:
-        env.close()
+    result = _evaluate_from_the_start(config, lambda env: policy, episodes, record_video=video, render=True,
+                                      mode=config.train.eval_mode)
+    baseline = _evaluate_from_the_start(config, lambda env: RandomActing(env.action_space, seed=config.seed),
+                                        episodes)
     video_path = None
     frames = result.frames
     if video:
@@ -228,6 +224,18 @@ def make_report(logdir: str | Path, episodes: int = 0, video: bool = True) -> Re
                     video_path, baseline, training_summary(logdir), config.train.eval_mode)
     (logdir / REPORT_NAME).write_text(json.dumps(report.to_dict(), indent=1))
     return report
+
+
+def _evaluate_from_the_start(config: Config, policy_for: Callable[[gym.Env], ActingPolicy], episodes: int,
+                             **kwargs: Any) -> EvalResult:
+    """`evaluate` on an env of its own, so every policy starts alike: a robot env has no resets, and a
+    second policy on the same env would start from wherever the first left the robot."""
+    seed = config.seed + 30_000
+    env = make_env(config.env, seed=seed, robot=config.robot)
+    try:
+        return evaluate(policy_for(env), env, episodes, seed=seed, **kwargs)
+    finally:
+        env.close()
 
 
 def format_report(report: Report) -> str:
