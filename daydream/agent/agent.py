@@ -77,7 +77,8 @@ class Agent:
         self.action_dim, self.discrete = action_spec(act_space)
 
         wm = WorldModel(mc, self.keys, self.action_dim)
-        behavior = Behavior(config.behavior, mc, wm.rssm.feat_dim, self.action_dim, self.discrete)
+        behavior = Behavior(config.behavior, mc, wm.rssm.feat_dim, self.action_dim, self.discrete,
+                            share_critic_pass=not config.compile)
         # every layer at once, after construction: layers marked with an output scale keep it
         # (zero reward and critic outputs, the actor's output scale)
         for module in (wm, behavior.actor, behavior.critic):
@@ -106,7 +107,6 @@ class Agent:
         # step (compiling the losses whole unrolled the loops and took minutes); the rest stays eager
         if config.compile:
             wm.rssm.compile_steps()
-            behavior.share_critic_pass = False
         self._wm_loss, self._actor_loss, self._critic_loss = wm.loss, behavior.actor_loss, behavior.critic_loss
 
     # -- acting ----------------------------------------------------------------------
@@ -166,8 +166,8 @@ class Agent:
             return metrics
         with self._autocast():
             actor_loss, targets, behavior_metrics = self._actor_loss(self.wm, post, data["is_terminal"])
-        # the critic's loss may reuse the critic's pass over the imagined states (Behavior.actor_loss)
-        metrics["actor_grad_norm"] = self.actor_opt.step(actor_loss, retain_graph=self.behavior.share_critic_pass)
+        # the graph stays while the critic's loss still holds the actor's critic pass (Behavior.actor_loss)
+        metrics["actor_grad_norm"] = self.actor_opt.step(actor_loss, retain_graph="logits" in targets)
         replay = None
         if self.config.behavior.repval_scale:
             replay = {"feat": self.wm.rssm.feat(post).detach(), "reward": data["reward"],

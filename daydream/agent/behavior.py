@@ -24,7 +24,7 @@ from daydream.config import BehaviorConfig, ModelConfig
 
 class Behavior(nn.Module):
     def __init__(self, cfg: BehaviorConfig, model_cfg: ModelConfig, feat_dim: int, action_dim: int,
-                 discrete: bool) -> None:
+                 discrete: bool, share_critic_pass: bool = True) -> None:
         super().__init__()
         self.cfg = cfg
         m = model_cfg
@@ -38,7 +38,7 @@ class Behavior(nn.Module):
         self.dynamics_grad = grad == "dynamics"
         # The critic's loss reuses the actor's critic pass (the actor's step keeps the graph). Not
         # with compiled step functions: their backward frees donated buffers, so no graph is kept.
-        self.share_critic_pass = True
+        self.share_critic_pass = share_critic_pass
 
     def imagine(self, wm: WorldModel, start: State) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
         """Roll the actor forward in the model: features [H+1, N, F], actions [H, N, A], actor params.
