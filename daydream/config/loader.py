@@ -61,17 +61,10 @@ def load_config(
     defaults_path: str | os.PathLike[str] | None = None,
 ) -> Config:
     """Load defaults, the size preset, a task config and `key=value` overrides into a Config."""
-    defaults = _read_yaml(Path(defaults_path) if defaults_path else config_dir() / "defaults.yaml")
-    sizes = defaults.pop("sizes", {})
+    defaults, sizes, recipes = _read_defaults(Path(defaults_path) if defaults_path else None)
     task_data = _read_yaml(resolve_config_path(task)) if task else {}
-    override_data: dict[str, Any] = {}
-    for item in overrides:
-        if "=" not in item:
-            raise ConfigError(f"override '{item}' must look like key.sub=value")
-        key, raw = item.split("=", 1)
-        _set_dotted(override_data, key.strip(), yaml.safe_load(raw))
+    override_data = _parse_overrides(overrides)
 
-    recipes = defaults.pop("recipes", {})
     recipe = override_data.get("recipe", task_data.get("recipe", defaults.get("recipe")))
     if recipe not in recipes:
         raise ConfigError(f"recipe '{recipe}' is not a preset; choose one of: {', '.join(recipes)}")
@@ -248,19 +241,14 @@ def config_from_dict(data: dict[str, Any], overrides: typing.Sequence[str] = ())
     A knob added since the config was saved takes its default from defaults.yaml (the
     behaviour the run had before the knob existed), so older checkpoints stay loadable.
     """
-    defaults = _read_yaml(config_dir() / "defaults.yaml")
-    for preset in ("sizes", "recipes"):
-        defaults.pop(preset, None)
+    defaults, _, _ = _read_defaults()
     saved = _renamed(dict(data), "a saved config")
     added = _missing_keys(defaults, saved)
     if added:
         log.info("the saved config predates %s: their defaults apply", ", ".join(added))
     merged = _merge(defaults, saved, "a saved config")
-    for item in overrides:
-        if "=" not in item:
-            raise ConfigError(f"override '{item}' must look like key.sub=value")
-        key, raw = item.split("=", 1)
-        merged = _merge(merged, _renamed(_nested(key.strip(), yaml.safe_load(raw)), "--set"), "--set")
+    for item in overrides:  # one at a time, as before: an old and a new key name may both be given here
+        merged = _merge(merged, _renamed(_parse_overrides([item]), "--set"), "--set")
     return _build(Config, merged, "")
 
 
@@ -276,7 +264,18 @@ def _missing_keys(base: dict[str, Any], data: dict[str, Any], prefix: str = "") 
     return out
 
 
-def _nested(key: str, value: Any) -> dict[str, Any]:
+def _read_defaults(path: Path | None = None) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """defaults.yaml (or `path`) as (the knobs' defaults, the size presets, the recipes)."""
+    defaults = _read_yaml(path or config_dir() / "defaults.yaml")
+    return defaults, defaults.pop("sizes", {}), defaults.pop("recipes", {})
+
+
+def _parse_overrides(overrides: typing.Sequence[str]) -> dict[str, Any]:
+    """`key.sub=value` items (values parsed as YAML) as one nested mapping; later items win."""
     out: dict[str, Any] = {}
-    _set_dotted(out, key, value)
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"override '{item}' must look like key.sub=value")
+        key, raw = item.split("=", 1)
+        _set_dotted(out, key.strip(), yaml.safe_load(raw))
     return out
