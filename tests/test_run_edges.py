@@ -28,8 +28,10 @@ def test_finished_learner_tells_its_actors_and_resume_says_how_to_extend(tmp_pat
     logdir, port = tmp_path / "run", free_port_pair()
     # an unpaced robot may have spooled far more than train.steps when the run ends: on a loaded machine its
     # drain can take longer than the usual test timeouts, and this test is about what happens, not how fast
+    # learner_timeout_s is also the learner's least linger: the paced sim, still waiting for its first
+    # credit when the learner races through what the robots spooled, reaches it within that time
     overrides = fast_overrides(logdir, port, "train.steps=600", "transport.done_linger_s=150",
-                               "transport.drain_timeout_s=150")
+                               "transport.drain_timeout_s=150", "transport.learner_timeout_s=5")
     # robots act unpaced: longer chunks keep the learner's per-chunk writes ahead of them
     robot = [*overrides, "transport.pace_actors=false", "transport.chunk_length=128"]
     lrn = learner(tmp_path, overrides)

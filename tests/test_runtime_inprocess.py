@@ -160,6 +160,36 @@ def test_a_paced_run_ends_at_train_steps_and_the_actor_stops_drained(tmp_path):
         pair.close()
 
 
+@pytest.mark.timeout(300)
+def test_a_paced_actor_that_first_reaches_a_finished_learner_hears_that_the_run_is_over(tmp_path):
+    """The run ends while a second paced actor has not reached the learner yet (it starts late, or
+    the learner raced through steps that robots had spooled): the learner lingers at least
+    `learner_timeout_s`, so that actor hears the run is over instead of waiting on for it."""
+    config = config_for(tmp_path, free_port_pair(), "train.steps=150", "transport.learner_timeout_s=5")
+    pair = Pair(config, FakeEnv())
+    late_config = config_for(tmp_path, int(config.transport.bind.rsplit(":", 1)[1]), "train.steps=150",
+                             "transport.learner_timeout_s=5", "transport.actor_id=late")
+    late = Actor(late_config, env=FakeEnv())
+    late_stop, late_result = threading.Event(), {}
+    late_thread = threading.Thread(target=lambda: late_result.update(late.run(late_stop)), name="late")
+    try:
+        wait_for(lambda: pair.learner.done or pair.errors, 240, "the learner to reach train.steps")
+        pair.join("actor", 60)  # the first actor heard it and stopped drained
+        time.sleep(1.0)  # past the old minimum linger (two heartbeats + 0.5 s), within learner_timeout_s
+        late_thread.start()
+        late_thread.join(60)
+        assert not late_thread.is_alive(), "the late actor still waits for a learner that has finished"
+        assert late.learner_done and late_result["learner_done"] == 1
+        pair.join("learner", 60)
+        assert pair.learner.received_steps == pair.actor.counters["steps_spooled"] + late.counters["steps_spooled"]
+    finally:
+        late_stop.set()
+        if late_thread.is_alive():
+            late_thread.join(30)
+        late.close()
+        pair.close()
+
+
 def test_a_robot_actor_waits_out_a_fault_and_starts_a_new_episode(tmp_path):
     """No learner at all: a robot (unpaced) acts, spools, and recovers from a driver fault."""
     config = config_for(tmp_path, free_port_pair(), "transport.pace_actors=false", "transport.drain_timeout_s=0.2")

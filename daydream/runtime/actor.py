@@ -430,9 +430,15 @@ class Actor:
         """With pacing on, the first step waits for the learner's first credit (later outages do not stop acting)."""
         if self.sender.credit is None:
             log.info("actor %s waiting for the learner at %s (transport.pace_actors)", self.actor_id, self.endpoint)
+        since = told = time.monotonic()
         while self.sender.credit is None and (stop is None or not stop.is_set()):
             self._service()
             time.sleep(0.01)
+            if time.monotonic() - told >= 30.0:  # a learner never started, or a wrong address, shows here
+                told = time.monotonic()
+                log.warning("actor %s: no answer from a learner at %s for %.0f s; is one running there "
+                            "(transport.learner)? Ctrl-C stops this actor", self.actor_id, self.endpoint,
+                            told - since)
 
     def drain(self) -> None:
         """Wait up to drain_timeout_s for the learner to ack what is spooled.

@@ -227,9 +227,11 @@ class Learner(TrainingRun):
     def finish(self, stop: threading.Event | None = None) -> None:
         """train.steps reached: checkpoint, then tell the actors and wait until they heard it with empty spools.
 
-        Waits at least two heartbeat periods (actors that are reconnecting show up) and at most
-        `transport.done_linger_s`; actors silent for `learner_timeout_s` are not waited for.
-        Chunks arriving meanwhile are still written and acked, so draining actors lose nothing.
+        Waits at least `learner_timeout_s` (and two heartbeat periods), at most `transport.done_linger_s`:
+        a running actor is heard within that silence, so one that had not reached this learner
+        yet (a paced actor still waiting for its first credit when the run ended fast) hears it
+        too. Actors silent for `learner_timeout_s` are not waited for. Chunks arriving meanwhile
+        are still written and acked, so draining actors lose nothing.
         """
         tc = self.config.transport
         self.save()  # first: a learner killed while lingering resumes as a finished run
@@ -238,6 +240,7 @@ class Learner(TrainingRun):
         log.info("train.steps=%d reached (%d steps received); telling the actors that the run is over (for up to "
                  "%.0f s)", self.config.train.steps, self.received_steps, tc.done_linger_s)
         start = time.monotonic()
+        at_least = min(max(2 * tc.heartbeat_interval_s + 0.5, tc.learner_timeout_s), tc.done_linger_s)
         while time.monotonic() - start < tc.done_linger_s and (stop is None or not stop.is_set()):
             if self.link.error is not None:
                 raise RuntimeError(f"the learner's network thread failed: {self.link.error}") from self.link.error
@@ -245,7 +248,7 @@ class Learner(TrainingRun):
             if self.status.due():
                 self.write_status()
             live = [a for a in self.link.snapshot["actors"].values() if a["age_s"] < tc.learner_timeout_s]
-            if time.monotonic() - start >= 2 * tc.heartbeat_interval_s + 0.5 and all(
+            if time.monotonic() - start >= at_least and all(
                     a["told_done"] and a["pending"] == 0 for a in live):
                 return
         unsettled = [a for a, i in self.link.snapshot["actors"].items()
