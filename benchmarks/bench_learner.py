@@ -4,6 +4,7 @@ sustains at the train ratio, and policy-step latency. Prints one JSON object per
     python benchmarks/bench_learner.py --sizes tiny size12m --updates 5 --obs image
     python benchmarks/bench_learner.py --device cuda --precision bfloat16 --compile
     python benchmarks/bench_learner.py --sizes tiny --obs proprio --against /work/baseline --rounds 4
+    python benchmarks/bench_learner.py --sizes tiny --obs proprio --against . --set-new behavior.actor_grad=reinforce
 
 Inputs are synthetic (random observations of the right shapes), so this measures the
 learner alone; replay sampling runs in a prefetch thread during training.
@@ -57,7 +58,7 @@ def make_agent(size: str, args: argparse.Namespace) -> tuple[Agent, dict[str, np
     """The agent of one size preset as `args` set it up, a synthetic batch, the obs space."""
     overrides = [f"size={size}", f"device={args.device}", f"precision={args.precision}",
                  f"compile={str(args.compile).lower()}",
-                 f"replay.batch_size={args.batch}", f"replay.batch_length={args.length}"]
+                 f"replay.batch_size={args.batch}", f"replay.batch_length={args.length}", *args.set]
     if args.obs == "image":
         overrides += ["model.mlp_keys=^$", "model.cnn_keys=^image$"]
     config = load_config(None, overrides)
@@ -124,7 +125,7 @@ def bench(size: str, args: argparse.Namespace) -> dict:
 
 def side_by_side(args: argparse.Namespace, passthrough: list[str], new_only: list[str]) -> None:
     """Alternate fresh processes of this tree and `args.against` for `args.rounds` rounds; print the ratio.
-    `new_only` (--compile) goes to this tree only: the old tree runs eager."""
+    `new_only` (--compile, --set-new) goes to this tree only: the old tree runs eager, without them."""
     trees = {"new": Path(__file__).resolve().parents[1], "old": Path(args.against).resolve()}
     runs: dict[str, list[dict]] = {"new": [], "old": []}
     for r in range(args.rounds):
@@ -149,7 +150,8 @@ def side_by_side(args: argparse.Namespace, passthrough: list[str], new_only: lis
         print(json.dumps({"bench": "learner_side_by_side", "size": size, "obs": args.obs,
                           "batch": [args.batch, args.length],
                           "new_tree": str(trees["new"]), "old_tree": str(trees["old"]), "rounds": args.rounds,
-                          "compile_new": args.compile, "update_ms_new": round(med["new"], 1),
+                          "compile_new": args.compile, "set": args.set, "set_new": args.set_new,
+                          "update_ms_new": round(med["new"], 1),
                           "update_ms_old": round(med["old"], 1),
                           "speedup": round(med["old"] / med["new"], 2), "update_cpu_ms_new": round(cpu["new"], 1),
                           "update_cpu_ms_old": round(cpu["old"], 1),
@@ -171,12 +173,17 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: torch's default)")
     parser.add_argument("--against", default="", help="another checkout to time side by side (see above)")
     parser.add_argument("--rounds", type=int, default=3, help="with --against: alternating runs per tree")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="a config override (repeatable), e.g. behavior.actor_grad=reinforce")
+    parser.add_argument("--set-new", action="append", default=[], metavar="KEY=VALUE",
+                        help="with --against: an override for this tree only (e.g. against the same tree)")
     args = parser.parse_args()
     if args.against:
         side_by_side(args, ["--sizes", *args.sizes, "--obs", args.obs, "--batch", str(args.batch), "--length",
                             str(args.length), "--updates", str(args.updates), "--warmup", str(args.warmup),
                             "--policy-steps", str(args.policy_steps), "--device", args.device, "--precision",
-                            args.precision], ["--compile"] if args.compile else [])
+                            args.precision, *[f"--set={o}" for o in args.set]],
+                     ["--compile"] * args.compile + [f"--set={o}" for o in args.set_new])
         return
     if args.threads:
         torch.set_num_threads(args.threads)

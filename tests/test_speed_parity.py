@@ -107,3 +107,32 @@ def test_critic_loss_on_the_shared_critic_pass_equals_a_pass_of_its_own(actor_gr
     agent.critic_opt.step(shared)
     after = [*agent.wm.parameters(), *agent.behavior.actor.parameters()]
     assert all(torch.equal(a, b) for a, b in zip(others, after))
+
+
+@pytest.mark.parametrize("action_dim, discrete", [(2, False), (3, True)])
+def test_reinforce_rollout_without_autograd_equals_the_recorded_rollout(action_dim, discrete):
+    """REINFORCE imagines without autograd and takes the actor's parameters again in one pass:
+    the same states, actions, parameters and actor gradients as a rollout recorded step by step."""
+    torch.manual_seed(0)
+    obs_space, act_space = vector_spaces(action_dim=action_dim, discrete=discrete)
+    agent = Agent(tiny_config("behavior.actor_grad=reinforce"), obs_space, act_space)
+    behavior, wm = agent.behavior, agent.wm
+    data = agent._to_tensors(synthetic_batch(obs_space, action_dim, b=2, t=6), batch_dims=2)
+    _, post, _ = wm.loss(data)
+    start = {k: v.detach().reshape(-1, *v.shape[2:]) for k, v in post.items()}
+    torch.manual_seed(1)
+    fast = behavior.imagine(wm, start)
+    torch.manual_seed(1)
+    recorded = behavior._rollout(wm, start)
+    assert not fast[0].requires_grad and recorded[0].requires_grad  # the recorded rollout built a graph
+    torch.testing.assert_close(fast[0], recorded[0].detach())
+    torch.testing.assert_close(fast[1], recorded[1])
+    params = list(behavior.actor.parameters())
+    grads = []
+    for _, actions, dist in (fast, recorded):
+        loss = (behavior.actor.log_prob(dist, actions) + behavior.actor.entropy(dist)).mean()
+        grads.append(torch.autograd.grad(loss, params))
+    for key in fast[2]:
+        torch.testing.assert_close(fast[2][key], recorded[2][key], msg=key)
+    for a, b in zip(*grads):
+        torch.testing.assert_close(a, b)

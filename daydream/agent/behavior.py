@@ -10,6 +10,7 @@ REINFORCE for discrete ones.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 
 import torch
@@ -46,8 +47,18 @@ class Behavior(nn.Module):
         The actor sees its input detached (as both official versions): gradients reach an
         imagined state only through the actions that led to it, not back through the
         actor's own input. For REINFORCE the returned actions are the unclipped samples,
-        where the log-probability belongs; the model steps with the clipped action.
+        where the log-probability belongs; the model steps with the clipped action. No
+        gradient flows through a REINFORCE rollout at all, so it runs without autograd and
+        the actor's parameters are taken again in one pass over all imagined states (the
+        same values the rollout sampled from).
         """
+        if self.dynamics_grad:
+            return self._rollout(wm, start)
+        with torch.no_grad():
+            feats, actions, _ = self._rollout(wm, start)
+        return feats, actions, self.actor.dist_params(feats[:-1])
+
+    def _rollout(self, wm: WorldModel, start: State) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
         state = start
         feats, actions, params = [wm.rssm.feat(state)], [], []
         horizon, batch = self.cfg.horizon, start["deter"].shape[0]
@@ -86,10 +97,13 @@ class Behavior(nn.Module):
         cfg = self.cfg
         start = {k: v.detach().reshape(-1, *v.shape[2:]) for k, v in post.items()}
         feats, actions, params = self.imagine(wm, start)
-        reward = wm.reward.mean(wm.reward.logits(feats[1:]))
+        # REINFORCE: rewards enter only detached advantages and targets, so no graph for them
+        with contextlib.nullcontext() if self.dynamics_grad else torch.no_grad():
+            reward = wm.reward.mean(wm.reward.logits(feats[1:]))
         # continuation enters returns and weights as a constant: the June 2023 code takes the
         # head's mode; no gradient flows into (or through) the continue head from the actor
-        cont = torch.sigmoid(wm.cont.logits(feats[1:])).detach()
+        with torch.no_grad():
+            cont = torch.sigmoid(wm.cont.logits(feats[1:]))
         first_cont = 1.0 - is_terminal.float().reshape(1, -1)
         critic_logits = self.critic.logits(feats)
         value = self.critic.mean(critic_logits)
