@@ -51,7 +51,7 @@ def test_make_run_pipeline_on_the_simulated_a1(tmp_path):
     # the config's evaluation: 4 episodes in a row (one life, no resets), actions sampled as in training
     assert report["policy_version"] == status["policy_version"] and len(report["returns"]) == 4
     assert report["mode"] == "explore" and "evaluation (explore mode)" in output
-    assert set(report["diagnostics"]) == {"forward_velocity", "upright"}
+    assert set(report["diagnostics"]) == {"forward_velocity", "upright", "stage"}
     # the training episodes: random prefill (policy 0) beside the learned policies' episodes
     assert report["training"]["random"]["episodes"] >= 1 and report["training"]["last"]["episodes"] >= 1
     assert "training, random actions (prefill)" in output

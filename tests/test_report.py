@@ -73,10 +73,10 @@ def test_report_exports_a_checkpoint_and_evaluates_the_onnx_policy(tmp_path):
     assert -1.0 <= report.diagnostics["upright"] <= 1.0 and abs(report.diagnostics["forward_velocity"]) < 2.0
     saved = json.loads((tmp_path / "report.json").read_text())
     assert saved["policy_version"] == 1 and saved["video"] is None and saved["learning_curve"] is None
-    assert set(saved["diagnostics"]) == {"forward_velocity", "upright"}
+    assert set(saved["diagnostics"]) == {"forward_velocity", "upright", "stage"}
     # beside it, uniform random actions on the same episodes
     assert len(saved["random"]["returns"]) == 2
-    assert set(saved["random"]["diagnostics"]) == {"forward_velocity", "upright"}
+    assert set(saved["random"]["diagnostics"]) == {"forward_velocity", "upright", "stage"}
     assert saved["random"]["returns"] != saved["returns"]
     assert "random actions, same episodes" in format_report(report)
 

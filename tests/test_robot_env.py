@@ -48,9 +48,10 @@ def test_walking_reward_pays_standing_and_not_lying_on_the_back():
         with closing(a1_env(*overrides)) as env:
             env.reset()
             _, rewards[name], _, _, info = env.step(np.zeros(12, np.float32))
-            rewards[name + "_terms"] = info["reward_terms"]
+            rewards[name + "_terms"], rewards[name + "_stage"] = info["reward_terms"], info["diagnostics"]["stage"]
     assert rewards["standing_terms"]["knee"] > 0.7 and rewards["standing"] > 8  # stages reached, velocity term paid
     assert rewards["lying_terms"]["upright"] < 0.3 and rewards["lying"] < 0.5
+    assert (rewards["standing_stage"], rewards["lying_stage"]) == (4.0, 0.0)  # every gate passed; none
 
 
 @pytest.mark.parametrize("each_episode", [False, True])

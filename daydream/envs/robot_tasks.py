@@ -83,31 +83,41 @@ class A1Walk(Task):
         return self.STAND.copy()
 
     def reward(self, sample: SensorSample) -> tuple[float, dict[str, float]]:
+        terms, _ = self._staged(sample)
+        return float(sum(terms.values())), terms
+
+    def _staged(self, sample: SensorSample) -> tuple[dict[str, float], int]:
+        """The reward's terms and how many of its gates the robot passed (0 .. 4: the velocity term pays)."""
         assert self._max_dev is not None, "call check(spec) first"
         v = sample.values
         terms = {"upright": up_z(v["imu_orientation"]) / 2 + 0.5, "hip": 0.0, "shoulder": 0.0, "knee": 0.0,
                  "velocity": 0.0}
         deviation = np.abs(np.asarray(v["joint_position"], np.float64) - self.STAND) / self._max_dev
-        previous = terms["upright"]
+        previous, passed = terms["upright"], 0
         for name, index in (("hip", 0), ("shoulder", 1), ("knee", 2)):
             if previous <= self.GATE:
                 break
+            passed += 1
             terms[name] = float(1.0 - deviation[index::3].mean())
             previous = terms[name]
         if terms["knee"] > self.GATE:
+            passed += 1
             vel = np.asarray(v["base_velocity"], np.float64)
             forward = max(0.0, vel[0] / (np.linalg.norm(vel) + 1e-8))
             r_vel = forward * float(np.clip(vel[0] / self.TARGET_SPEED, -1.0, 1.0))
             terms["velocity"] = 10.0 * (r_vel + 1.0) / 2.0
-        return float(sum(terms.values())), terms
+        return terms, passed
 
     def fallen(self, sample: SensorSample) -> bool:
         return up_z(sample.values["imu_orientation"]) < 0.0
 
     def diagnostics(self, sample: SensorSample) -> dict[str, float]:
-        # forward velocity in the body frame (m/s): what "it walks" means, independent of the reward's stages
+        # forward velocity in the body frame (m/s): what "it walks" means, independent of the reward's stages;
+        # stage: the reward's gates passed (1 upright enough, 2-3 hips and thighs near the standing pose,
+        # 4 standing: the velocity term pays), the episode's mean says how far up the robot got
         return {"forward_velocity": float(sample.values["base_velocity"][0]),
-                "upright": up_z(sample.values["imu_orientation"])}
+                "upright": up_z(sample.values["imu_orientation"]),
+                "stage": float(self._staged(sample)[1])}
 
 
 class Stand(A1Walk):

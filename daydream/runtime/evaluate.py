@@ -4,7 +4,7 @@
 with `act(obs, mode)` that keeps its own recurrent state (the
 torch agent through `AgentActing`, or the exported ONNX graph through `OnnxActing`), so
 a run's report can evaluate exactly the file a robot would run. Envs that put a
-`diagnostics` mapping in their step info (the robot tasks: forward velocity, uprightness)
+`diagnostics` mapping in their step info (the A1 task: forward velocity, uprightness, reward stage)
 get its per-episode means reported too.
 """
 
