@@ -183,7 +183,7 @@ def main() -> None:
                             str(args.length), "--updates", str(args.updates), "--warmup", str(args.warmup),
                             "--policy-steps", str(args.policy_steps), "--device", args.device, "--precision",
                             args.precision, *[f"--set={o}" for o in args.set]],
-                     ["--compile"] * args.compile + [f"--set={o}" for o in args.set_new])
+                     (["--compile"] if args.compile else []) + [f"--set={o}" for o in args.set_new])
         return
     if args.threads:
         torch.set_num_threads(args.threads)

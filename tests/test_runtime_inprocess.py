@@ -165,11 +165,9 @@ def test_a_paced_actor_that_first_reaches_a_finished_learner_hears_that_the_run_
     """The run ends while a second paced actor has not reached the learner yet (it starts late, or
     the learner raced through steps that robots had spooled): the learner lingers at least
     `learner_timeout_s`, so that actor hears the run is over instead of waiting on for it."""
-    config = config_for(tmp_path, free_port_pair(), "train.steps=150", "transport.learner_timeout_s=10")
-    pair = Pair(config, FakeEnv())
-    late_config = config_for(tmp_path, int(config.transport.bind.rsplit(":", 1)[1]), "train.steps=150",
-                             "transport.learner_timeout_s=10", "transport.actor_id=late")
-    late = Actor(late_config, env=FakeEnv())
+    port, common = free_port_pair(), ("train.steps=150", "transport.learner_timeout_s=10")
+    pair = Pair(config_for(tmp_path, port, *common), FakeEnv())
+    late = Actor(config_for(tmp_path, port, *common, "transport.actor_id=late"), env=FakeEnv())
     late_stop, late_result = threading.Event(), {}
     late_thread = threading.Thread(target=lambda: late_result.update(late.run(late_stop)), name="late")
     try:
