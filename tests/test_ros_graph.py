@@ -78,6 +78,9 @@ def test_launch_sim_graph_end_to_end_with_faults(tmp_path, monkeypatch, backend)
             path = logdir / "ros" / f"{name}.log"
             if path.exists():
                 parts.append(f"--- {name}:\n" + path.read_text(errors="replace")[-2500:])
+        # where each node stood (a stalled node's status stops changing: its time and tick count say so)
+        parts.append(f"--- status (read at {time.time():.1f}): driver {read_status(logdir / 'ros' / 'robot_driver')}"
+                     f"\nactor {read_status(actor_dir)}")
         return "\n".join(parts)
 
     def wait(predicate, timeout: float, what: str) -> None:
@@ -102,12 +105,16 @@ def test_launch_sim_graph_end_to_end_with_faults(tmp_path, monkeypatch, backend)
         # the actor dies: the robot's watchdog takes the actuators to damping and the sim's commands stop
         pids = json.loads((logdir / "ros" / "pids.json").read_text())
         os.kill(pids["robot_actor"], signal.SIGKILL)
-        wait(lambda: driver_status()["mode"] == "damping", 10, "the watchdog's safe mode")
+        # the timeouts here are generous: a loaded CI box can stall every process for seconds (the watchdog counts
+        # driver time, which only advances while the driver runs); what is asserted is order, not speed
+        wait(lambda: driver_status()["mode"] == "damping", 60, "the watchdog's safe mode")
         status = driver_status()
         assert status["safety"]["watchdog_trips"] >= 1 and status["driver"]["safe_mode_entries"] >= 1
-        writes = status["driver"]["writes"]
         time.sleep(0.6)
-        assert driver_status()["driver"]["writes"] == writes  # no command reaches the sim's actuators
+        later = driver_status()
+        if status["mode"] == later["mode"] == "damping" and status["ticks"] < later["ticks"]:
+            # no command reaches the sim's actuators while it damps (unless the restarted actor already woke it)
+            assert later["driver"]["writes"] == status["driver"]["writes"], (status, later)
 
         # the launcher restarts the actor; its commands bring the robot back
         wait(lambda: driver_status()["mode"] == "active", 90, "the restarted actor commanding again")
@@ -123,7 +130,7 @@ def test_launch_sim_graph_end_to_end_with_faults(tmp_path, monkeypatch, backend)
             pids = json.loads((logdir / "ros" / "pids.json").read_text())
             os.kill(pids["robot_driver"], signal.SIGKILL)
             killed = time.time()
-            wait(lambda: "old" in read_status(actor_dir).get("fault", ""), 10, "the actor's stale-sensor fault")
+            wait(lambda: "old" in read_status(actor_dir).get("fault", ""), 60, "the actor's stale-sensor fault")
             faulted = time.time()
             time.sleep(0.5)
             assert not [t for t in commands if t > faulted + 0.05], "the actor kept commanding with stale sensors"
