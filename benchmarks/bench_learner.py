@@ -37,6 +37,11 @@ from daydream.agent import Agent
 from daydream.agent.synthetic import synthetic_batch
 from daydream.config import load_config
 
+try:
+    from daydream.runtime.host_memory import configure_host_memory
+except ImportError:  # an older tree, timed side by side: its allocator as it was
+    configure_host_memory = None
+
 
 def spaces_for(obs: str) -> tuple[gym.spaces.Dict, gym.spaces.Box]:
     if obs == "image":
@@ -62,6 +67,8 @@ def make_agent(size: str, args: argparse.Namespace) -> tuple[Agent, dict[str, np
     if args.obs == "image":
         overrides += ["model.mlp_keys=^$", "model.cnn_keys=^image$"]
     config = load_config(None, overrides)
+    if configure_host_memory is not None:
+        configure_host_memory(config.host_memory)  # as the learner does (open_run)
     obs_space, act_space = spaces_for(args.obs)
     agent = Agent(config, obs_space, act_space)
     batch = synthetic_batch(obs_space, act_space.shape[0], args.batch, args.length)

@@ -136,3 +136,39 @@ def test_reinforce_rollout_without_autograd_equals_the_recorded_rollout(action_d
         torch.testing.assert_close(fast[2][key], recorded[2][key], msg=key)
     for a, b in zip(*grads):
         torch.testing.assert_close(a, b)
+
+
+@pytest.mark.parametrize("space", ["symlog", "raw"])
+def test_padded_twohot_logits_equal_the_unpadded_head(space):
+    """255 bins give 256 logits (the padding slot's probability is exactly 0): the mean, the two-hot
+    log-likelihood and their gradients equal those of the 255 real logits alone."""
+    from daydream.agent.heads import TwoHotHead
+
+    torch.manual_seed(0)
+    head = TwoHotHead(6, 16, 1, "rms", "silu", 255, 20.0, space)
+    torch.nn.init.normal_(head.out.weight, std=0.5)  # away from the zero init, so every bin is in play
+    feat, target = torch.randn(32, 6), torch.randn(32) * 30
+    logits = head.logits(feat)
+    assert logits.shape[-1] == 256 and len(head.bins) == 255
+    assert torch.equal(torch.softmax(logits, -1)[:, 255], torch.zeros(32))
+
+    def outputs(padded: bool) -> list[torch.Tensor]:
+        head.zero_grad()
+        if padded:
+            logits, bins = head.logits(feat), head.decode_bins
+        else:
+            logits, bins = head.out(head.mlp(feat)), head.bins
+        mean = twohot_mean(logits, bins, head.raw)
+        nll = -head.log_prob(logits, target)
+        (mean.sum() + nll.sum()).backward()
+        return [mean.detach(), nll.detach(), *[p.grad.clone() for p in head.parameters()]]
+
+    for padded, plain in zip(outputs(True), outputs(False)):
+        torch.testing.assert_close(padded, plain, rtol=1e-4, atol=1e-5)  # raw-space means reach 1e8
+
+
+def twohot_mean(logits: torch.Tensor, bins: torch.Tensor, raw: bool) -> torch.Tensor:
+    from daydream.agent.math import symexp, twohot_decode
+
+    decoded = twohot_decode(torch.softmax(logits, -1), bins)
+    return decoded if raw else symexp(decoded)

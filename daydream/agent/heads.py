@@ -14,6 +14,13 @@ from daydream.agent.math import symexp, symexp_bins, symlog, symlog_bins, twohot
 from daydream.agent.nets import MLP, gumbel_noise, onehot_sample_st, scaled_init, unimix_probs, zero_init
 
 
+# Two-hot logits are padded to a multiple of this many columns (see `TwoHotHead`).
+LOGIT_ALIGN = 8
+# A padding logit: exp underflows to exactly 0 beside any real logit in float32 and bfloat16
+# (float16 rounds it to -inf, which no consumer of the logits multiplies: they gather real bins).
+PAD_LOGIT = -1e9
+
+
 class TwoHotHead(nn.Module):
     """Predicts a scalar as a categorical over bins with a two-hot target (DreamerV3).
 
@@ -22,6 +29,13 @@ class TwoHotHead(nn.Module):
     two-hot of the raw target, the mean taken in raw space.
     The output layer starts at zero, so the first predictions are exactly 0 and do
     not inject large random returns into the critic's targets.
+
+    The logits are padded to a multiple of `LOGIT_ALIGN` columns with slots no input can
+    choose (weight 0, bias `PAD_LOGIT`: probability exactly 0, worth 0 when decoded), so
+    255 bins give 256 logits: the same distribution and gradients, but every [N, 255]
+    product and row-wise softmax ran 1.4-2.2x slower than at 256 here (MKL on AVX2), and
+    GPU tensor cores want multiples of 8. `bins` are the real bins (the two-hot targets'),
+    `decode_bins` the padded ones (the mean's). The padding holds no parameters.
     """
 
     def __init__(self, inp: int, units: int, layers: int, norm: str, act: str, bins: int, limit: float,
@@ -32,14 +46,24 @@ class TwoHotHead(nn.Module):
         self.mlp = MLP(inp, units, layers, norm, act)
         self.out = zero_init(nn.Linear(self.mlp.out_dim, bins))
         self.raw = space == "raw"
-        self.register_buffer("bins", symexp_bins(bins, limit) if self.raw else symlog_bins(bins, limit),
-                             persistent=False)
+        values = symexp_bins(bins, limit) if self.raw else symlog_bins(bins, limit)
+        pad = -bins % LOGIT_ALIGN
+        self.register_buffer("bins", values, persistent=False)
+        self.register_buffer("decode_bins", F.pad(values, (0, pad)), persistent=False)
+        self.register_buffer("pad_weight", torch.zeros(pad, self.mlp.out_dim), persistent=False)
+        self.register_buffer("pad_bias", torch.full((pad,), PAD_LOGIT), persistent=False)
 
     def logits(self, feat: Tensor) -> Tensor:
-        return self.out(self.mlp(feat)).float()
+        """[..., bins rounded up to `LOGIT_ALIGN`]; the padding columns are `PAD_LOGIT`."""
+        hidden = self.mlp(feat)
+        if not len(self.pad_bias):
+            return self.out(hidden).float()
+        weight = torch.cat([self.out.weight, self.pad_weight.to(self.out.weight.dtype)])
+        bias = torch.cat([self.out.bias, self.pad_bias.to(self.out.bias.dtype)])
+        return F.linear(hidden, weight, bias).float()
 
     def mean(self, logits: Tensor) -> Tensor:
-        decoded = twohot_decode(F.softmax(logits, -1), self.bins)
+        decoded = twohot_decode(F.softmax(logits, -1), self.decode_bins)
         return decoded if self.raw else symexp(decoded)
 
     def log_prob(self, logits: Tensor, target: Tensor) -> Tensor:

@@ -282,6 +282,7 @@ class Config:
     precision: Literal["auto", "float32", "bfloat16", "float16"]
     compile: bool
     threads: int
+    host_memory: Literal["retain", "system"]
     size: str
     recipe: str
     agent: Literal["dreamer", "worldmodels"]

@@ -49,7 +49,7 @@ class ImagineStepGraph(nn.Module):
                 latent_noise: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         state = self.wm.rssm.img_step({"deter": deter, "stoch": stoch}, action, latent_noise)
         head = self.wm.reward
-        decoded = twohot_decode(torch.softmax(head.logits(self.wm.rssm.feat(state)), -1), head.bins)
+        decoded = twohot_decode(torch.softmax(head.logits(self.wm.rssm.feat(state)), -1), head.decode_bins)
         # TwoHotHead.mean, with symexp as exp(|x|) - 1: ONNX has no expm1 (the difference is float rounding)
         reward = decoded if head.raw else torch.sign(decoded) * (torch.exp(decoded.abs()) - 1.0)
         return state["deter"], state["stoch"], reward.reshape(-1)

@@ -17,6 +17,7 @@ from daydream.config import Config, ConfigError, save_config_yaml
 from daydream.replay import Replay
 from daydream.replay.spec import Spec
 from daydream.runtime.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
+from daydream.runtime.host_memory import configure_host_memory
 from daydream.runtime.train_ratio import TrainRatio
 
 log = logging.getLogger(__name__)
@@ -52,6 +53,7 @@ def open_run(config: Config, resume: bool) -> tuple[Path, dict[str, Any] | None]
         import torch
 
         torch.set_num_threads(config.threads)
+    configure_host_memory(config.host_memory)
     seed_everything(config.seed)
     return logdir, (load_checkpoint(checkpoint) if resume and checkpoint.exists() else None)
 

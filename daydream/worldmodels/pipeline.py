@@ -24,6 +24,7 @@ import torch
 
 from daydream.atomic import atomic_write_bytes
 from daydream.config import Config
+from daydream.runtime.host_memory import configure_host_memory
 from daydream.worldmodels.controller import LinearController, cma_search
 from daydream.worldmodels.dream import dream_episode, dream_score
 from daydream.worldmodels.mdnrnn import MDNRNN
@@ -47,6 +48,7 @@ class WorldModelsRun:
         torch.manual_seed(config.seed)
         if config.threads > 0:
             torch.set_num_threads(config.threads)
+        configure_host_memory(config.host_memory)
 
     # -- bookkeeping -----------------------------------------------------------------------
 
