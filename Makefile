@@ -10,7 +10,7 @@ TORCH_SPEC ?= torch==2.13.0
 # The main job: DayDreamer's task on the simulated Unitree A1 (start on the back, no resets),
 # with a learner and ACTORS actor processes (`daydream run`), then its report (learning
 # curve, gait video, evaluation, training episodes beside random actions). By default
-# configs/a1_roll_cpu.yaml: a tiny learner for 20k env steps, about 15 minutes on 2 CPU
+# configs/a1_roll_cpu.yaml: a tiny learner for 20k env steps, 11-15 minutes on 2 CPU
 # cores, in which the robot learns to push itself over (benchmarks/RESULTS.md). LONG=1 is
 # DayDreamer's full run (configs/a1_walk.yaml: 100k env steps, about 1.4 h of robot time;
 # hours on a GPU workstation). STEPS=N overrides the config's env-step budget.
