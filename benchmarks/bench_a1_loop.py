@@ -30,7 +30,7 @@ def measure(tmp: Path, mode: str, args: argparse.Namespace) -> dict[str, object]
                  f"transport.learner=tcp://127.0.0.1:{port}", "device=cpu", "train.progress=false", "train.steps=0",
                  f"train.prefill={args.prefill}", "transport.status_every_s=0.5", "transport.publish_every=20",
                  f"transport.pace_actors={'true' if mode == 'paced' else 'false'}",
-                 f"threads={args.learner_threads}", *args.set]
+                 *([f"threads={args.learner_threads}"] if args.learner_threads is not None else []), *args.set]
     learner = start(tmp / f"{mode}-learner.log", "learner", args.config, overrides)
     actor = start(tmp / f"{mode}-actor.log", "actor", args.config, overrides, "--id", "bench", "--policy", "onnx")
     try:
@@ -46,7 +46,7 @@ def measure(tmp: Path, mode: str, args: argparse.Namespace) -> dict[str, object]
     dt = t1 - t0
     env_steps_per_s = (a1["steps_spooled"] - a0["steps_spooled"]) / dt
     return {"bench": "a1_loop", "mode": mode, "config": args.config, "size": args.size, "set": args.set,
-            "seconds": round(dt, 1),
+            "learner_threads": args.learner_threads or "config", "seconds": round(dt, 1),
             "actor_env_steps_per_s": round(env_steps_per_s, 1),
             "real_time_factor": round(env_steps_per_s / 20.0, 2),  # the A1 acts at 20 Hz
             "learner_received_steps_per_s": round((l1["received_steps"] - l0["received_steps"]) / dt, 1),
@@ -60,7 +60,8 @@ def main() -> None:
     parser.add_argument("--size", default="tiny")
     parser.add_argument("--seconds", type=float, default=60)
     parser.add_argument("--prefill", type=int, default=1000)
-    parser.add_argument("--learner-threads", type=int, default=1)
+    parser.add_argument("--learner-threads", type=int, default=None,
+                        help="the learner's torch threads (default: the config's own, as a run gets them)")
     parser.add_argument("--modes", nargs="+", default=["unpaced", "paced"], choices=["unpaced", "paced"])
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="a config override for both processes (repeatable), e.g. model.bins=63")
