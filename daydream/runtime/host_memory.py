@@ -19,6 +19,7 @@ from __future__ import annotations
 import ctypes
 import logging
 import sys
+from collections.abc import Callable
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +49,7 @@ def configure_host_memory(mode: str) -> bool:
     return not refused
 
 
-def _glibc_mallopt() -> ctypes._CFuncPtr | None:  # type: ignore[name-defined]
+def _glibc_mallopt() -> Callable[[int, int], int] | None:
     if not sys.platform.startswith("linux"):
         return None
     try:
