@@ -46,7 +46,8 @@ def measure(tmp: Path, mode: str, args: argparse.Namespace) -> dict[str, object]
     dt = t1 - t0
     env_steps_per_s = (a1["steps_spooled"] - a0["steps_spooled"]) / dt
     return {"bench": "a1_loop", "mode": mode, "config": args.config, "size": args.size, "set": args.set,
-            "learner_threads": args.learner_threads or "config", "seconds": round(dt, 1),
+            "learner_threads": "config" if args.learner_threads is None else args.learner_threads,
+            "seconds": round(dt, 1),
             "actor_env_steps_per_s": round(env_steps_per_s, 1),
             "real_time_factor": round(env_steps_per_s / 20.0, 2),  # the A1 acts at 20 Hz
             "learner_received_steps_per_s": round((l1["received_steps"] - l0["received_steps"]) / dt, 1),
