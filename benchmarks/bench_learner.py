@@ -111,6 +111,10 @@ def bench(size: str, args: argparse.Namespace) -> dict:
         "device": str(agent.device),
         "precision": str(agent.dtype).replace("torch.", ""),
         "compile": args.compile,
+        "cuda_graph": config.cuda_graph,
+        # seconds the update's CUDA graph capture took (within the warm-up, whose first update is eager)
+        "capture_s": round(agent.update_graph.capture_s, 2) if agent.update_graph and agent.update_graph.capture_s
+        else None,
         "params_m": round(sum(p.numel() for p in agent.nets.parameters() if p.requires_grad) / 1e6, 2),
         "batch": [args.batch, args.length],
         "update_ms": round(update_s * 1000, 1),

@@ -48,13 +48,14 @@ SHAPES = ["size=tiny", "model.deter=512", "model.hidden=512", "model.stoch=32", 
 
 def ours(args: argparse.Namespace) -> tuple[Callable[[], Any], dict]:
     overrides = [*SHAPES, f"device={args.device}", "precision=float32", f"compile={str(args.compile).lower()}",
+                 f"cuda_graph={str(args.cuda_graph).lower()}",
                  f"replay.batch_size={args.batch}", f"replay.batch_length={args.length}"]
     config = load_config(None, overrides)
     obs_space, act_space = spaces_for("proprio")
     agent = Agent(config, obs_space, act_space)
     batch = synthetic_batch(obs_space, act_space.shape[0], args.batch, args.length)
     params = sum(p.numel() for p in agent.nets.parameters() if p.requires_grad)
-    return (lambda: agent.train(batch)), {"params_m": round(params / 1e6, 2)}
+    return (lambda: agent.train(batch)), {"params_m": round(params / 1e6, 2), "cuda_graph": args.cuda_graph}
 
 
 def _number(value: Any) -> Any:
@@ -139,6 +140,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="timed updates of each, interleaved")
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--compile", action="store_true", help="this project's compile: true")
+    parser.add_argument("--cuda-graph", action="store_true",
+                        help="this project's cuda_graph: true (give --warmup 4 or more: the 4th update captures)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)

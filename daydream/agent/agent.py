@@ -15,6 +15,7 @@ from torch import Tensor, nn
 from daydream.agent.behavior import Behavior
 from daydream.agent.nets import ObsKeys, init_weights
 from daydream.agent.optim import ClippedAdam
+from daydream.agent.update_graph import Capture, UpdateGraph
 from daydream.agent.world_model import WorldModel
 from daydream.config import Config, ConfigError
 
@@ -64,7 +65,10 @@ class Agent:
     loop does not wait on the device).
     """
 
-    def __init__(self, config: Config, obs_space: gym.spaces.Dict, act_space: gym.Space) -> None:
+    def __init__(self, config: Config, obs_space: gym.spaces.Dict, act_space: gym.Space,
+                 capture: Capture | None = None) -> None:
+        """`capture` makes the update graph under `cuda_graph: true` (default: a CUDA graph; tests
+        on a CPU pass an eager stand-in, see `daydream.agent.update_graph`)."""
         self.config = config
         mc = config.model
         if set(mc.loss_scales) != LOSS_SCALE_KEYS:
@@ -87,12 +91,17 @@ class Agent:
         self.nets = nn.ModuleDict({"wm": wm, "behavior": behavior}).to(self.device)
         self.wm, self.behavior = wm, behavior
 
+        graphed = config.cuda_graph
+        if graphed and capture is None and self.device.type != "cuda":
+            raise ConfigError(f"cuda_graph: true captures the update in a CUDA graph, but this learner runs on "
+                              f"'{self.device}'; set cuda_graph: false, or device: cuda on a machine with a GPU")
         bc = config.behavior
-        self.model_opt = ClippedAdam(wm.parameters(), mc.lr, mc.eps, mc.clip, mc.clip_mode, mc.agc, mc.opt, mc.warmup)
+        self.model_opt = ClippedAdam(wm.parameters(), mc.lr, mc.eps, mc.clip, mc.clip_mode, mc.agc, mc.opt, mc.warmup,
+                                     capturable=graphed)
         self.actor_opt = ClippedAdam(behavior.actor.parameters(), bc.actor_lr, bc.eps, bc.actor_clip, bc.clip_mode,
-                                     bc.agc, bc.opt, bc.warmup)
+                                     bc.agc, bc.opt, bc.warmup, capturable=graphed)
         self.critic_opt = ClippedAdam(behavior.critic.parameters(), bc.critic_lr, bc.eps, bc.critic_clip, bc.clip_mode,
-                                      bc.agc, bc.opt, bc.warmup)
+                                      bc.agc, bc.opt, bc.warmup, capturable=graphed)
         self.updates = 0
         # behavior.kind: planet acts by planning over the world model (PlaNet); the actor and critic stay untrained
         self.planner = None
@@ -108,6 +117,8 @@ class Agent:
         if config.compile:
             wm.rssm.compile_steps()
         self._wm_loss, self._actor_loss, self._critic_loss = wm.loss, behavior.actor_loss, behavior.critic_loss
+        # cuda_graph: the whole update (losses, backward passes, optimiser steps) replays from one graph
+        self.update_graph = UpdateGraph(self._update, capture=capture) if graphed else None
 
     # -- acting ----------------------------------------------------------------------
 
@@ -158,11 +169,22 @@ class Agent:
         """One update of world model, critic and actor on a [B, T] replay batch."""
         data = self._to_tensors(batch, batch_dims=2)
         self.nets.train()
+        if self.update_graph is None:
+            metrics = self._update(data)
+        else:
+            for opt in (self.model_opt, self.actor_opt, self.critic_opt):
+                opt.schedule()  # the warm-up's Python side, which a graph's replay does not run
+            metrics = self.update_graph(data)
+        self.updates += 1
+        return metrics
+
+    def _update(self, data: dict[str, Tensor]) -> dict[str, Tensor]:
+        """The update's tensor work on a batch of device tensors (what `cuda_graph` captures):
+        no host syncs, no Python state that a replay would skip."""
         with self._autocast():
             model_loss, post, metrics = self._wm_loss(data)
         metrics["model_grad_norm"] = self.model_opt.step(model_loss)
         if self.planner is not None:  # PlaNet: only the world model learns; behaviour is planning
-            self.updates += 1
             return metrics
         with self._autocast():
             actor_loss, targets, behavior_metrics = self._actor_loss(self.wm, post, data["is_terminal"])
@@ -177,7 +199,6 @@ class Agent:
         metrics["critic_grad_norm"] = self.critic_opt.step(critic_loss)
         behavior_metrics.update(critic_metrics)
         self.behavior.update_slow_critic()
-        self.updates += 1
         metrics.update(behavior_metrics)
         return metrics
 
@@ -209,6 +230,8 @@ class Agent:
         self.actor_opt.load_state_dict(state["actor_opt"])
         self.critic_opt.load_state_dict(state["critic_opt"])
         self.updates = int(state["updates"])
+        if self.update_graph is not None:  # the graph holds the replaced optimiser state's addresses
+            self.update_graph.reset()
 
     def _check_compatible(self, state: dict[str, Any]) -> None:
         mine, theirs = self.spec(), state.get("spec", {})
@@ -239,7 +262,8 @@ class Agent:
     def _autocast(self) -> contextlib.AbstractContextManager:
         if self.dtype == torch.float32:
             return contextlib.nullcontext()
-        return torch.autocast(self.device.type, dtype=self.dtype)
+        # a graph must not capture autocast's weight-cast cache (torch's CUDA graph notes)
+        return torch.autocast(self.device.type, dtype=self.dtype, cache_enabled=self.update_graph is None)
 
     def _to_tensors(self, arrays: dict[str, np.ndarray], batch_dims: int) -> dict[str, Tensor]:
         needed = [*self.keys.cnn, *self.keys.mlp, "is_first"]

@@ -281,6 +281,7 @@ class Config:
     device: str
     precision: Literal["auto", "float32", "bfloat16", "float16"]
     compile: bool
+    cuda_graph: bool
     threads: int
     host_memory: Literal["retain", "system"]
     size: str
