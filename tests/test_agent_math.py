@@ -189,22 +189,3 @@ def test_laprop_matches_the_official_update_rule():
         lr = 0.1 * min(1.0, (step - 1) / 2)  # linear warm-up from 0, evaluated before the count increments
         ref = ref - lr * mu / (1 - 0.9**step)
         torch.testing.assert_close(param.detach(), ref)
-
-
-def test_twohot_log_probs_of_several_targets_equal_one_at_a_time():
-    from daydream.agent.math import symlog_bins, twohot_log_prob, twohot_log_probs
-
-    torch.manual_seed(0)
-    bins = symlog_bins(15, 5.0)
-    logits = torch.randn(4, 6, 15, requires_grad=True)
-    targets = [torch.randn(4, 6) * 3, torch.tensor(9.0).expand(4, 6), torch.randn(4, 6)]
-    log_probs = torch.log_softmax(logits, -1)
-    together = twohot_log_probs(log_probs, targets, bins)
-    alone = [twohot_log_prob(log_probs, x, bins) for x in targets]
-    for a, b in zip(together, alone):
-        torch.testing.assert_close(a, b)
-    weights = torch.rand(3)
-    grad_together = torch.autograd.grad(sum(w * t.sum() for w, t in zip(weights, together)), logits,
-                                        retain_graph=True)[0]
-    grad_alone = torch.autograd.grad(sum(w * t.sum() for w, t in zip(weights, alone)), logits)[0]
-    torch.testing.assert_close(grad_together, grad_alone)

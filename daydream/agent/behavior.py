@@ -163,8 +163,9 @@ class Behavior(nn.Module):
         logits = self.critic.logits(feat) if logits is None else logits
         slow = self.slow_critic.mean(self.slow_critic.logits(feat)).detach()
         log_probs = torch.log_softmax(logits, -1)
-        fit, keep = self.critic.log_probs_of(log_probs, [returns, slow])
-        return -(weight * (fit + self.cfg.slow_critic_reg * keep)).mean()
+        nll = -self.critic.log_prob_of(log_probs, returns)
+        reg = -self.critic.log_prob_of(log_probs, slow)
+        return (weight * (nll + self.cfg.slow_critic_reg * reg)).mean()
 
     @torch.no_grad()
     def update_slow_critic(self) -> None:

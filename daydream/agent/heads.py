@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from daydream.agent.math import symexp, symexp_bins, symlog, symlog_bins, twohot_decode, twohot_log_probs
+from daydream.agent.math import symexp, symexp_bins, symlog, symlog_bins, twohot_decode, twohot_log_prob
 from daydream.agent.nets import MLP, gumbel_noise, onehot_sample_st, scaled_init, unimix_probs, zero_init
 
 
@@ -71,12 +71,8 @@ class TwoHotHead(nn.Module):
 
     def log_prob_of(self, log_probs: Tensor, target: Tensor) -> Tensor:
         """`log_prob` from `log_softmax(logits)`: several targets can share one normalisation."""
-        return self.log_probs_of(log_probs, [target])[0]
-
-    def log_probs_of(self, log_probs: Tensor, targets: list[Tensor]) -> list[Tensor]:
-        """`log_prob_of` for several targets under one distribution (one gather for all)."""
-        targets = [t.float() if self.raw else symlog(t.float()) for t in targets]
-        return twohot_log_probs(log_probs, targets, self.bins)
+        target = target.float()
+        return twohot_log_prob(log_probs, target if self.raw else symlog(target), self.bins)
 
 
 class ContinueHead(nn.Module):

@@ -75,22 +75,13 @@ def twohot_log_prob(log_probs: Tensor, x: Tensor, bins: Tensor) -> Tensor:
     """`(twohot_encode(x, bins) * log_probs).sum(-1)` without building the dense two-hot:
     the two bins that carry the weight are gathered (the critic's and reward's losses run
     this over every imagined state, where the dense form dominated the CPU update)."""
-    return twohot_log_probs(log_probs, [x], bins)[0]
-
-
-def twohot_log_probs(log_probs: Tensor, targets: list[Tensor], bins: Tensor) -> list[Tensor]:
-    """`twohot_log_prob` of several targets under one distribution, with one gather: a gather's
-    backward pass is a zero-filled gradient of the full [..., bins] size, paid once for all."""
-    index, upper = [], []
-    for x in targets:
-        x = x.clamp(bins[0], bins[-1])
-        above = torch.searchsorted(bins, x.contiguous().unsqueeze(-1), right=True).clamp(1, len(bins) - 1)
-        below = above - 1
-        lo, hi = bins[below].squeeze(-1), bins[above].squeeze(-1)
-        upper.append(((x - lo) / (hi - lo)).clamp(0.0, 1.0))
-        index += [below, above]
-    picked = log_probs.gather(-1, torch.cat(index, -1))
-    return [(1.0 - w_hi) * picked[..., 2 * i] + w_hi * picked[..., 2 * i + 1] for i, w_hi in enumerate(upper)]
+    x = x.clamp(bins[0], bins[-1])
+    above = torch.searchsorted(bins, x.contiguous().unsqueeze(-1), right=True).clamp(1, len(bins) - 1)
+    below = above - 1
+    lo, hi = bins[below].squeeze(-1), bins[above].squeeze(-1)
+    w_hi = ((x - lo) / (hi - lo)).clamp(0.0, 1.0)
+    picked = log_probs.gather(-1, torch.cat([below, above], -1))
+    return (1.0 - w_hi) * picked[..., 0] + w_hi * picked[..., 1]
 
 
 def lambda_returns(reward: Tensor, cont: Tensor, value: Tensor, discount: float, lambda_: float) -> Tensor:
