@@ -103,6 +103,7 @@ def bench(size: str, args: argparse.Namespace) -> dict:
         if i >= 10:
             latencies.append(time.perf_counter() - start)
     update_s = statistics.median(times)
+    graph = getattr(agent, "update_graph", None)
     steps_per_update = args.batch * args.length / config.train.train_ratio
     return {
         "bench": "learner",
@@ -111,10 +112,9 @@ def bench(size: str, args: argparse.Namespace) -> dict:
         "device": str(agent.device),
         "precision": str(agent.dtype).replace("torch.", ""),
         "compile": args.compile,
-        "cuda_graph": config.cuda_graph,
+        "cuda_graph": getattr(config, "cuda_graph", False),  # getattr: an older tree's package (--against)
         # seconds the update's CUDA graph capture took (within the warm-up, whose first update is eager)
-        "capture_s": round(agent.update_graph.capture_s, 2) if agent.update_graph and agent.update_graph.capture_s
-        else None,
+        "capture_s": round(graph.capture_s, 2) if graph and graph.capture_s else None,
         "params_m": round(sum(p.numel() for p in agent.nets.parameters() if p.requires_grad) / 1e6, 2),
         "batch": [args.batch, args.length],
         "update_ms": round(update_s * 1000, 1),

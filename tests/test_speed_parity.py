@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from daydream.agent import Agent
-from daydream.agent.nets import BlockGRU, RMSNorm, _RMSNormCPU
+from daydream.agent.nets import CPU_NORM_NODE_MIN, BlockGRU, RMSNorm, _RMSNormCPU
 from helpers import synthetic_batch, tiny_config, vector_spaces
 
 
@@ -177,21 +177,22 @@ def twohot_mean(logits: torch.Tensor, bins: torch.Tensor, raw: bool) -> torch.Te
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 @pytest.mark.parametrize("input_grad", [True, False])
 def test_cpu_rmsnorm_node_equals_torch_rmsnorm(dtype, input_grad):
-    """The one-node CPU RMSNorm: torch's values and gradients (input and weight), and gradcheck in
-    float64; an input without a gradient gets none (the encoder's first layer sees data)."""
+    """The one-node CPU RMSNorm (large inputs): torch's values and gradients (input and weight), and
+    gradcheck in float64; an input without a gradient gets none. Small inputs keep torch's."""
     torch.manual_seed(0)
     ours, reference = RMSNorm(16, eps=1e-4).to(dtype), torch.nn.RMSNorm(16, eps=1e-4).to(dtype)
     with torch.no_grad():
         ours.weight.uniform_(0.5, 1.5)
         reference.weight.copy_(ours.weight)
-    x = (3.0 * torch.randn(2, 5, 16, dtype=dtype)).requires_grad_(input_grad)
-    grad = torch.randn(2, 5, 16, dtype=dtype)
-    wanted = [x, ours.weight] if input_grad else [ours.weight]
-    got = torch.autograd.grad(ours(x), wanted, grad)
+    x = (3.0 * torch.randn(2, CPU_NORM_NODE_MIN // 32, 16, dtype=dtype)).requires_grad_(input_grad)
+    grad = torch.randn_like(x)
+    got = torch.autograd.grad(ours(x), [x, ours.weight] if input_grad else [ours.weight], grad)
     expected = torch.autograd.grad(reference(x), [x, reference.weight] if input_grad else [reference.weight], grad)
     assert ours(x).grad_fn.name() == "_RMSNormCPUBackward"
+    assert ours(x[:, :8]).grad_fn.name() != "_RMSNormCPUBackward"
     torch.testing.assert_close(ours(x), reference(x))
     for a, b in zip(got, expected):
         torch.testing.assert_close(a, b)
     if dtype == torch.float64 and input_grad:
-        assert torch.autograd.gradcheck(lambda x, w: _RMSNormCPU.apply(x, w, 1e-4), (x, ours.weight))
+        small = x[:, :4].detach().requires_grad_()
+        assert torch.autograd.gradcheck(lambda x, w: _RMSNormCPU.apply(x, w, 1e-4), (small, ours.weight))

@@ -121,27 +121,26 @@ def test_capturable_laprop_steps_as_the_python_count_and_loads_either_kind():
     weights = [torch.randn(5, 3), torch.randn(3)]
     params = {kind: [torch.nn.Parameter(w.clone()) for w in weights] for kind in ("python", "device")}
     opts = {kind: LaProp(ps, lr=1e-2, eps=1e-8, warmup=3, capturable=kind == "device") for kind, ps in params.items()}
-    for step in range(5):
+
+    def step_both(opts: dict[str, LaProp]) -> None:
+        """One step of each optimiser on the same gradients; both kinds of parameters stay equal."""
         grads = [torch.randn_like(w) for w in weights]
         for kind, opt in opts.items():
             for p, g in zip(params[kind], grads):
                 p.grad = g.clone()
             opt.step()
         for a, b in zip(params["python"], params["device"]):
-            torch.testing.assert_close(b, a, rtol=1e-5, atol=1e-7, msg=f"step {step}")
+            torch.testing.assert_close(b, a, rtol=1e-5, atol=1e-7)
+
+    for _ in range(5):
+        step_both(opts)
     assert isinstance(opts["device"].state[params["device"][0]]["step"], torch.Tensor)
     # a checkpoint of one kind of count loads into the other and steps on from the same count
     swapped = {"python": LaProp(params["python"], lr=1e-2, eps=1e-8, warmup=3, capturable=True),
                "device": LaProp(params["device"], lr=1e-2, eps=1e-8, warmup=3, capturable=False)}
     swapped["python"].load_state_dict(opts["python"].state_dict())
     swapped["device"].load_state_dict(opts["device"].state_dict())
-    grads = [torch.randn_like(w) for w in weights]
-    for kind, opt in swapped.items():
-        for p, g in zip(params[kind], grads):
-            p.grad = g.clone()
-        opt.step()
-    for a, b in zip(params["python"], params["device"]):
-        torch.testing.assert_close(b, a, rtol=1e-5, atol=1e-7)
+    step_both(swapped)
     assert int(swapped["device"].state[params["device"][0]]["step"]) == 6
 
 
