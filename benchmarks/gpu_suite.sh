@@ -9,7 +9,8 @@
 # (495 s), and most steps end well before theirs. Give the device tool a timeout of about
 # 540 s. Results are JSON lines in $OUT/<step>.jsonl; a summary is printed.
 #
-# Optional inputs, carried as ignored paths of this checkout (the device tool's `carry`):
+# Optional inputs, carried as ignored paths of this checkout (the device tool's `carry`), all made by
+# `bash benchmarks/gpu_prepare.sh [ANCHOR_CHECKOUT]`:
 #   runs/wheels/        wheels of missing pure-Python dependencies (gymnasium, farama-notifications,
 #                       cloudpickle, tqdm, pyyaml, pytest and its dependencies for the GPU machine's
 #                       Python), installed offline
