@@ -110,10 +110,15 @@ def test_loading_a_checkpoint_recaptures_and_trains_as_eager():
     assert graphed.update_graph.captured
 
 
-def test_cuda_graph_without_a_gpu_is_a_clear_config_error():
+def test_cuda_graph_without_a_gpu_acts_but_refuses_to_train_with_a_clear_error():
+    """A learner's config with cuda_graph: true also serves its actors and reports on CPU machines."""
     obs_space, act_space = vector_spaces(action_dim=2)
+    agent = Agent(tiny_config("cuda_graph=true"), obs_space, act_space)
+    batch = batches(1)[0]
+    action, _ = agent.policy({k: v[:, 0] for k, v in batch.items() if k not in ("action", "reward")})
+    assert action.shape == (2, 2)
     with pytest.raises(ConfigError, match="cuda_graph: false"):
-        Agent(tiny_config("cuda_graph=true"), obs_space, act_space)
+        agent.train(batch)
 
 
 def test_capturable_laprop_steps_as_the_python_count_and_loads_either_kind():
