@@ -98,6 +98,20 @@ def test_a_batch_of_another_shape_is_refused_after_the_capture():
         graphed.train(batches(1, b=3)[0])
 
 
+def test_a_failed_capture_says_what_to_do():
+    def failing_capture(body):
+        raise RuntimeError("operation not permitted when stream is capturing")
+
+    _, graphed = agents(capture=failing_capture)
+    data = batches(4)
+    for batch in data[:3]:
+        graphed.train(batch)
+    with pytest.raises(RuntimeError, match="set cuda_graph: false") as caught:
+        graphed.train(data[3])
+    assert "operation not permitted" in str(caught.value)
+    assert not graphed.update_graph.captured
+
+
 def test_loading_a_checkpoint_recaptures_and_trains_as_eager():
     eager, graphed = agents()
     data = batches(8)

@@ -108,7 +108,14 @@ class UpdateGraph:
         if self.on_cuda:
             torch.cuda.synchronize()
         start = time.perf_counter()
-        self._replay = self.capture(self._body)
+        try:
+            self._replay = self.capture(self._body)
+        except Exception as error:  # torch's capture errors name the CUDA call, not what to do
+            self.reset()
+            raise RuntimeError(
+                f"capturing the learner's update in a CUDA graph failed ({type(error).__name__}: {error}). Something "
+                "in the update synchronises with the host or allocates pinned memory while capturing (see "
+                "benchmarks/check_cuda.py for host syncs); set cuda_graph: false to train eagerly") from error
         if self.on_cuda:
             torch.cuda.synchronize()
         self.capture_s = time.perf_counter() - start
