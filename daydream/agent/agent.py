@@ -94,7 +94,6 @@ class Agent:
         # cuda_graph is the learner's: the same config's actors, evaluations and reports act on any
         # device, so a non-CUDA device is refused only when this agent is asked to train
         graphed = config.cuda_graph and (capture is not None or self.device.type == "cuda")
-        self._graph_refused = config.cuda_graph and not graphed
         bc = config.behavior
         self.model_opt = ClippedAdam(wm.parameters(), mc.lr, mc.eps, mc.clip, mc.clip_mode, mc.agc, mc.opt, mc.warmup,
                                      capturable=graphed)
@@ -167,7 +166,7 @@ class Agent:
 
     def train(self, batch: dict[str, np.ndarray]) -> dict[str, Tensor]:
         """One update of world model, critic and actor on a [B, T] replay batch."""
-        if self._graph_refused:
+        if self.config.cuda_graph and self.update_graph is None:
             raise ConfigError(f"cuda_graph: true captures the update in a CUDA graph, but this learner runs on "
                               f"'{self.device}'; set cuda_graph: false, or device: cuda on a machine with a GPU")
         data = self._to_tensors(batch, batch_dims=2)
