@@ -111,7 +111,7 @@ def bench(size: str, args: argparse.Namespace) -> dict:
         "obs": args.obs,
         "device": str(agent.device),
         "precision": str(agent.dtype).replace("torch.", ""),
-        "compile": args.compile,
+        "compile": config.compile,  # --compile or --set compile=true
         "cuda_graph": getattr(config, "cuda_graph", False),  # getattr: an older tree's package (--against)
         # seconds the update's CUDA graph capture took (within the warm-up, whose first update is eager)
         "capture_s": round(graph.capture_s, 2) if graph and graph.capture_s else None,
@@ -161,7 +161,7 @@ def side_by_side(args: argparse.Namespace, passthrough: list[str], new_only: lis
         print(json.dumps({"bench": "learner_side_by_side", "size": size, "obs": args.obs,
                           "batch": [args.batch, args.length],
                           "new_tree": str(trees["new"]), "old_tree": str(trees["old"]), "rounds": args.rounds,
-                          "compile_new": args.compile, "set": args.set, "set_new": args.set_new,
+                          "compile_new": runs["new"][-1]["compile"], "set": args.set, "set_new": args.set_new,
                           "update_ms_new": round(med["new"], 1),
                           "update_ms_old": round(med["old"], 1),
                           "speedup": round(med["old"] / med["new"], 2), "update_cpu_ms_new": round(cpu["new"], 1),

@@ -81,8 +81,7 @@ class Agent:
         self.action_dim, self.discrete = action_spec(act_space)
 
         wm = WorldModel(mc, self.keys, self.action_dim)
-        behavior = Behavior(config.behavior, mc, wm.rssm.feat_dim, self.action_dim, self.discrete,
-                            share_critic_pass=not config.compile)
+        behavior = Behavior(config.behavior, mc, wm.rssm.feat_dim, self.action_dim, self.discrete)
         # every layer at once, after construction: layers marked with an output scale keep it
         # (zero reward and critic outputs, the actor's output scale)
         for module in (wm, behavior.actor, behavior.critic):
@@ -111,10 +110,11 @@ class Agent:
             from daydream.agent.planet import LatentPlanner
 
             self.planner = LatentPlanner(wm, config.behavior.planner, self.action_dim)
-        # compile: the RSSM's step functions, which the filter and imagination loops call at every
-        # step (compiling the losses whole unrolled the loops and took minutes); the rest stays eager
+        # compile: the step functions the filter and imagination loops call at every step (compiling
+        # the losses whole unrolled the loops and took minutes); the rest stays eager
         if config.compile:
             wm.rssm.compile_steps()
+            behavior.compile_step()
         self._wm_loss, self._actor_loss, self._critic_loss = wm.loss, behavior.actor_loss, behavior.critic_loss
         # cuda_graph: the whole update (losses, backward passes, optimiser steps) replays from one graph
         self.update_graph = UpdateGraph(self._update, capture=capture) if graphed else None
@@ -190,8 +190,8 @@ class Agent:
             return metrics
         with self._autocast():
             actor_loss, targets, behavior_metrics = self._actor_loss(self.wm, post, data["is_terminal"])
-        # the graph stays while the critic's loss still holds the actor's critic pass (Behavior.actor_loss)
-        metrics["actor_grad_norm"] = self.actor_opt.step(actor_loss, retain_graph="logits" in targets)
+        # the graph stays: the critic's loss backpropagates through the actor's critic pass (Behavior.actor_loss)
+        metrics["actor_grad_norm"] = self.actor_opt.step(actor_loss, retain_graph=True)
         replay = None
         if self.config.behavior.repval_scale:
             replay = {"feat": self.wm.rssm.feat(post).detach(), "reward": data["reward"],

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -25,7 +26,7 @@ from daydream.config import BehaviorConfig, ModelConfig
 
 class Behavior(nn.Module):
     def __init__(self, cfg: BehaviorConfig, model_cfg: ModelConfig, feat_dim: int, action_dim: int,
-                 discrete: bool, share_critic_pass: bool = True) -> None:
+                 discrete: bool) -> None:
         super().__init__()
         self.cfg = cfg
         m = model_cfg
@@ -37,9 +38,6 @@ class Behavior(nn.Module):
         self.retnorm = ReturnNormalizer(cfg.retnorm_decay, cfg.retnorm_low, cfg.retnorm_high, cfg.retnorm_floor)
         grad = cfg.actor_grad if cfg.actor_grad != "auto" else ("reinforce" if discrete else "dynamics")
         self.dynamics_grad = grad == "dynamics"
-        # The critic's loss reuses the actor's critic pass (the actor's step keeps the graph). Not
-        # with compiled step functions: their backward frees donated buffers, so no graph is kept.
-        self.share_critic_pass = share_critic_pass
 
     def imagine(self, wm: WorldModel, start: State) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
         """Roll the actor forward in the model: features [H+1, N, F], actions [H, N, A], actor params.
@@ -58,22 +56,55 @@ class Behavior(nn.Module):
             feats, actions, _ = self._rollout(wm, start)
         return feats, actions, self.actor.dist_params(feats[:-1])
 
+    def compile_step(self, **options: object) -> None:
+        """torch.compile `imagine_step` (the actor and the model's prior step as one graph), once for its shapes.
+
+        The rollout's loop stays Python (compiling all `horizon` steps unrolled took minutes);
+        one step compiles in seconds and turns its ~50 kernels and autograd nodes per step into
+        a few fused ones: the tiny CPU update 1.2x faster than with the RSSM's step compiled alone.
+
+        Compiled without donated buffers (backward passes that free the forward's saved tensors as
+        they go): the actor's backward runs through these steps and keeps the graph for the
+        critic's loss (`actor_loss`), which torch refuses for a backward with donated buffers.
+        """
+        compiled = torch.compile(self.imagine_step, dynamic=False, **options)
+
+        def step(*args: Any) -> tuple[State, Tensor, Tensor, dict[str, Tensor]]:
+            # read when the first call compiles; later calls run the compiled code
+            with torch._functorch.config.patch(donated_buffer=False):
+                return compiled(*args)
+
+        self.imagine_step = step  # type: ignore[method-assign]
+
+    def imagine_step(self, wm: WorldModel, state: State, feat: Tensor, act_noise: Tensor,
+                     latent_noise: Tensor) -> tuple[State, Tensor, Tensor, dict[str, Tensor]]:
+        """One imagined step from `state` (whose features are `feat`): (next state, its features, the
+        action kept for the loss, the actor's parameters). Tensors in, tensors out, noise given:
+        `torch.compile` takes it whole (`compile_step`), and samples as eager code does."""
+        p = self.actor.dist_params(feat.detach())
+        raw = self.actor.sample_raw(p, act_noise)
+        action = self.actor.clip(raw)
+        if not self.dynamics_grad:
+            raw, action = raw.detach(), action.detach()
+        state = wm.rssm.img_step(state, action.to(state["deter"].dtype), latent_noise)
+        return state, wm.rssm.feat(state), action if self.dynamics_grad else raw, p
+
     def _rollout(self, wm: WorldModel, start: State) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
-        state = start
+        # The start needs a gradient slot exactly when later states have one: a compiled `imagine_step` guards
+        # on its inputs' requires_grad, and the first step alone would otherwise be compiled a second time
+        grad = torch.is_grad_enabled()
+        state = {"deter": start["deter"].requires_grad_(grad), "stoch": start["stoch"].requires_grad_(grad)}
         feats, actions, params = [wm.rssm.feat(state)], [], []
         horizon, batch = self.cfg.horizon, start["deter"].shape[0]
         # all steps' noise in one draw each: fewer small ops in the loop, and compiled code samples as eager does
         act_noise = self.actor.sample_noise((horizon, batch), start["deter"].device)
         latent_noise = wm.rssm.sample_noise((horizon, batch), start["deter"].device)
-        for t in range(horizon):
-            p = self.actor.dist_params(feats[-1].detach())
-            raw = self.actor.sample_raw(p, act_noise[t])
-            action = self.actor.clip(raw)
-            if not self.dynamics_grad:
-                raw, action = raw.detach(), action.detach()
-            state = wm.rssm.img_step(state, action.to(state["deter"].dtype), latent_noise[t])
-            feats.append(wm.rssm.feat(state))
-            actions.append(action if self.dynamics_grad else raw)
+        for a_noise, l_noise in zip(act_noise.unbind(0), latent_noise.unbind(0)):
+            state, feat, action, p = self.imagine_step(wm, state, feats[-1].detach(), a_noise, l_noise)
+            # only the carried state goes on: the prior's statistics are not needed again
+            state = {"deter": state["deter"], "stoch": state["stoch"]}
+            feats.append(feat)
+            actions.append(action)
             params.append(p)
         stacked = {k: torch.stack([p[k] for p in params]) for k in params[0]}
         return torch.stack(feats), torch.stack(actions), stacked
@@ -88,11 +119,10 @@ class Behavior(nn.Module):
                    is_terminal: Tensor) -> tuple[Tensor, dict[str, Tensor], dict[str, Tensor]]:
         """(actor loss, the critic's detached training targets, metrics) from imagination.
 
-        The critic's loss is a separate step (`critic_loss`) with a backward of its own. With
-        `share_critic_pass` the critic runs once over the imagined states: the actor
-        differentiates its values with respect to the states, the critic's loss (the targets'
-        `logits`) with respect to its own parameters only, so the actor's step must keep the
-        graph (`retain_graph`).
+        The critic's loss is a separate step (`critic_loss`) with a backward of its own. The
+        critic runs once over the imagined states: the actor differentiates its values with
+        respect to the states, the critic's loss (the targets' `logits`) with respect to its own
+        parameters only, so the actor's step must keep the graph (`retain_graph`).
         """
         cfg = self.cfg
         start = {k: v.detach().reshape(-1, *v.shape[2:]) for k, v in post.items()}
@@ -120,9 +150,8 @@ class Behavior(nn.Module):
         entropy = self.actor.entropy(params)
         actor_loss = -(weight * (objective + cfg.entropy * entropy)).mean()
 
-        targets = {"feat": feats[:-1].detach(), "returns": returns.detach(), "weight": weight}
-        if self.share_critic_pass:
-            targets["logits"] = critic_logits[:-1]
+        targets = {"feat": feats[:-1].detach(), "returns": returns.detach(), "weight": weight,
+                   "logits": critic_logits[:-1]}
         if cfg.repval_scale:  # the replay-value loss bootstraps on the imagined return of every start
             targets["start_return"] = returns[0].detach().reshape(post["deter"].shape[:2])
         metrics = {

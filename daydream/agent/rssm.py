@@ -174,7 +174,12 @@ class RSSM(nn.Module):
         """
         batch, length = embed.shape[:2]
         init = self.initial(batch, embed.device)
-        state = init if state is None else state
+        if state is None:
+            # a copy of the initial state with a gradient slot, as every later step's state has: a compiled
+            # `filter_step` guards on which inputs are one tensor and on their requires_grad, and the first
+            # step alone would otherwise be compiled a second time
+            grad = torch.is_grad_enabled()
+            state = {k: init[k].clone().requires_grad_(grad) for k in ("deter", "stoch")}
         keep = (~is_first).to(action.dtype).unsqueeze(-1)  # [B, T, 1]
         act_in = self._action_input(action * keep)  # [B, T, ...]: the GRU input's action part
         first = self.post_net[0]
