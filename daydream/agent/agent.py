@@ -101,6 +101,7 @@ class Agent:
         self.critic_opt = ClippedAdam(behavior.critic.parameters(), bc.critic_lr, bc.eps, bc.critic_clip, bc.clip_mode,
                                       bc.agc, bc.opt, bc.warmup, capturable=graphed)
         self.updates = 0
+        self._compile_announced = False  # compile: the first update in this process says it compiles
         # behavior.kind: planet acts by planning over the world model (PlaNet); the actor and critic stay untrained
         self.planner = None
         if config.behavior.kind == "planet":
@@ -171,6 +172,10 @@ class Agent:
                               f"'{self.device}'; set cuda_graph: false, or device: cuda on a machine with a GPU")
         data = self._to_tensors(batch, batch_dims=2)
         self.nets.train()
+        if self.config.compile and not self._compile_announced:
+            log.info("compile: true: this first update compiles the loop steps with torch.compile (~30 s for the "
+                     "tiny model on a CPU; a few seconds once torch's cache holds them)")
+            self._compile_announced = True
         if self.update_graph is None:
             metrics = self._update(data)
         else:

@@ -90,10 +90,11 @@ class Behavior(nn.Module):
         return state, wm.rssm.feat(state), action if self.dynamics_grad else raw, p
 
     def _rollout(self, wm: WorldModel, start: State) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
-        # The start needs a gradient slot exactly when later states have one: a compiled `imagine_step` guards
-        # on its inputs' requires_grad, and the first step alone would otherwise be compiled a second time
+        # The start is a constant (as `actor_loss` passes it) with a gradient slot exactly when later states have
+        # one: a compiled `imagine_step` guards on its inputs' requires_grad, and the first step alone would
+        # otherwise be compiled a second time
         grad = torch.is_grad_enabled()
-        state = {"deter": start["deter"].requires_grad_(grad), "stoch": start["stoch"].requires_grad_(grad)}
+        state = {k: start[k].detach().requires_grad_(grad) for k in ("deter", "stoch")}
         feats, actions, params = [wm.rssm.feat(state)], [], []
         horizon, batch = self.cfg.horizon, start["deter"].shape[0]
         # all steps' noise in one draw each: fewer small ops in the loop, and compiled code samples as eager does
