@@ -66,7 +66,7 @@ step gpu_tests 60 $PY -m pytest -q -p no:cacheprovider tests/test_update_graph.p
 # -- 4. host syncs per update (0 expected) and eager bf16 beside float32 ----------------------------
 step syncs 45 $PY benchmarks/check_cuda.py --part eager --sizes "$S12" --fp32-sizes "$S12" --obs proprio --sync-size "$S12" --updates 5 --warmup 2 --policy-steps 50
 
-# -- 5. compiled (the RSSM step functions): first update = compile + run, then steady ---------------
+# -- 5. compiled (the filter and imagination steps): first update = compile + run, then steady ------
 step compile_fp32_proprio 90 $PY benchmarks/bench_learner.py --sizes "$S12" --obs proprio --precision float32 --compile --updates 10 --warmup 2 "${B[@]}"
 
 # -- 6. side by side with dreamerv3-torch at equal shapes (target: >= 3x faster) --------------------
