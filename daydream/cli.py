@@ -117,11 +117,14 @@ def cmd_learner(args: argparse.Namespace) -> int:
 
 def cmd_actor(args: argparse.Namespace) -> int:
     from daydream.runtime.actor import run_actor
+    from daydream.runtime.interrupts import stop_on_interrupt
 
     overrides = [f"transport.actor_id={args.id}"] if args.id else []
     config = _load(args, overrides)
-    _stop_on_sigterm()
-    counters = run_actor(config, learner=args.learner, policy=args.policy, max_steps=args.steps)
+    # Ctrl-C / SIGTERM also set an event the control loop checks: a robot stops even if a library swallowed the
+    # KeyboardInterrupt
+    stop = stop_on_interrupt()
+    counters = run_actor(config, learner=args.learner, policy=args.policy, max_steps=args.steps, stop=stop)
     why = " (the learner finished the run)" if counters.get("learner_done") else ""
     print(f"actor done{why}: {counters['steps_spooled']} steps spooled in total")
     return 0

@@ -3,6 +3,7 @@ episodes, faults, the end of a run) without the subprocesses of test_async*.py."
 
 from __future__ import annotations
 
+import signal
 import threading
 import time
 
@@ -14,6 +15,7 @@ from daydream.config import load_config
 from daydream.drivers import DriverError
 from daydream.envs.contract import flag_spaces, with_flags
 from daydream.runtime.actor import Actor
+from daydream.runtime.interrupts import stop_on_interrupt
 from daydream.runtime.learner import Learner
 from daydream.runtime.local_run import free_port_pair
 from daydream.runtime.metrics import read_metrics
@@ -214,3 +216,45 @@ def test_an_actor_whose_env_cannot_recover_raises_the_fault(tmp_path):
     finally:
         actor.close()
     assert actor.counters["steps_spooled"] == 4  # the reset record and 3 steps, spooled on the way out
+
+
+class InterruptSwallowingEnv(FakeEnv):
+    """Ctrl-C arrives during step `at`, inside a library that swallows the KeyboardInterrupt (as C++ extensions
+    that run Python's signal check in their own calls can)."""
+
+    def __init__(self, at: int) -> None:
+        super().__init__()
+        self.at = at
+
+    def step(self, action):
+        if self.steps == self.at:
+            try:
+                signal.raise_signal(signal.SIGINT)
+            except KeyboardInterrupt:
+                pass
+        return super().step(action)
+
+
+def test_ctrl_c_stops_the_actor_even_where_a_library_swallows_the_keyboard_interrupt(tmp_path):
+    """`daydream actor`'s handlers: SIGINT raises KeyboardInterrupt (blocking waits end at once) and sets the
+    stop event, so an interrupt lost inside a library still ends the loop after that step, drained as usual."""
+    config = config_for(tmp_path, free_port_pair(), "transport.pace_actors=false", "transport.drain_timeout_s=0.2")
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        stop = stop_on_interrupt()
+        with pytest.raises(KeyboardInterrupt):
+            signal.raise_signal(signal.SIGINT)
+        assert stop.is_set()
+        stop.clear()
+        actor = Actor(config, max_steps=200, env=InterruptSwallowingEnv(at=30))
+        try:
+            result = actor.run(stop)
+        finally:
+            actor.close()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    assert stop.is_set()
+    # the interrupted step completes, no step after it; a record per reset and per step, spooled, but the last
+    # step's (the loop ends before recording it, as at max_steps)
+    assert result["steps_acted"] == 31 and result["steps_spooled"] == 31 + actor.env.resets - 1

@@ -472,10 +472,10 @@ class Actor:
 
 
 def run_actor(config: Config, learner: str | None = None, policy: str | None = None,
-              max_steps: int = 0) -> dict[str, int]:
+              max_steps: int = 0, stop: threading.Event | None = None) -> dict[str, int]:
     actor = Actor(config, learner, policy, max_steps)
     try:
-        return actor.run()
+        return actor.run(stop)
     finally:
         actor.close()
 

@@ -1,0 +1,30 @@
+"""Ctrl-C and SIGTERM for a process that runs a control loop (the actor).
+
+The signal raises KeyboardInterrupt as Python's default handler does, so blocking waits end at
+once, and it also sets a stop event that the loop checks at every step. A KeyboardInterrupt can
+be lost on its way up: C++ extensions that run Python's signal check inside their own calls may
+turn it into another error or drop it (CI saw actors act on for minutes after SIGINT), and then
+the event still stops the loop at its next step, through the same spool-and-drain shutdown.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+from types import FrameType
+
+
+def stop_on_interrupt() -> threading.Event:
+    """Install SIGINT and SIGTERM handlers (main thread only) that set the returned event and raise
+    KeyboardInterrupt. A second SIGTERM kills at once (a stuck shutdown can still be ended)."""
+    stop = threading.Event()
+
+    def on_interrupt(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+        if signum == signal.SIGTERM:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, on_interrupt)
+    signal.signal(signal.SIGTERM, on_interrupt)
+    return stop
