@@ -18,6 +18,7 @@ import sys
 from pathlib import Path
 
 from daydream.config import POLICY_RUNTIMES, ConfigError, load_config
+from daydream.runtime.interrupts import stop_on_interrupt, stop_on_sigterm
 
 
 def _add_config_args(parser: argparse.ArgumentParser) -> None:
@@ -87,22 +88,13 @@ def _worldmodels_stage(config, stage: str) -> int:
     return 0
 
 
-def _stop_on_sigterm() -> None:
-    """SIGTERM (systemd, docker stop, the launcher) shuts down like Ctrl-C: spool, drain, checkpoint."""
-    def handler(signum, frame):
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a second SIGTERM kills at once
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, handler)
-
-
 def cmd_learner(args: argparse.Namespace) -> int:
     from daydream.runtime.learner import run_learner
 
     from daydream.runtime.learner import extended_steps
 
     config = _load(args)
-    _stop_on_sigterm()
+    stop_on_sigterm()
     learner = run_learner(config, resume=args.resume)
     if learner.finished_before_start:
         more = extended_steps(learner.received_steps, config.train.steps)
@@ -117,7 +109,6 @@ def cmd_learner(args: argparse.Namespace) -> int:
 
 def cmd_actor(args: argparse.Namespace) -> int:
     from daydream.runtime.actor import run_actor
-    from daydream.runtime.interrupts import stop_on_interrupt
 
     overrides = [f"transport.actor_id={args.id}"] if args.id else []
     config = _load(args, overrides)
@@ -166,7 +157,7 @@ def cmd_launch(args: argparse.Namespace) -> int:
     # the Cyclone DDS backend unless --set ros.backend=... picks another (rclpy: ROS 2 installed or the ros extra)
     chosen = any(item.startswith("ros.backend=") for item in overrides)
     plan = make_plan(args.config, overrides, sim=args.sim, learner=args.learner, backend=None if chosen else "dds")
-    _stop_on_sigterm()  # SIGTERM stops the graph in order like Ctrl-C, instead of orphaning its processes
+    stop_on_sigterm()  # SIGTERM stops the graph in order like Ctrl-C, instead of orphaning its processes
     return GraphRun(plan, restart=not args.no_restart).run()
 
 

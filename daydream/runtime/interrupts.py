@@ -1,6 +1,7 @@
-"""Ctrl-C and SIGTERM for a process that runs a control loop (the actor).
+"""Ctrl-C and SIGTERM as a clean shutdown: `stop_on_sigterm` for any long-running command, and
+`stop_on_interrupt` for a process that runs a control loop (the actor).
 
-The signal raises KeyboardInterrupt as Python's default handler does, so blocking waits end at
+There the signal raises KeyboardInterrupt as Python's default handler does, so blocking waits end at
 once, and it also sets a stop event that the loop checks at every step. A KeyboardInterrupt can
 be lost on its way up: C++ extensions that run Python's signal check inside their own calls may
 turn it into another error or drop it (CI saw actors act on for minutes after SIGINT), and then
@@ -12,6 +13,16 @@ from __future__ import annotations
 import signal
 import threading
 from types import FrameType
+
+
+def stop_on_sigterm() -> None:
+    """SIGTERM (systemd, docker stop, the launcher) shuts down like Ctrl-C: spool, drain, checkpoint.
+    A second SIGTERM kills at once."""
+    def on_sigterm(signum: int, frame: FrameType | None) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, on_sigterm)
 
 
 def stop_on_interrupt() -> threading.Event:
