@@ -12,30 +12,33 @@ from __future__ import annotations
 
 import signal
 import threading
+from collections.abc import Callable
 from types import FrameType
 
 
 def stop_on_sigterm() -> None:
     """SIGTERM (systemd, docker stop, the launcher) shuts down like Ctrl-C: spool, drain, checkpoint.
     A second SIGTERM kills at once."""
-    def on_sigterm(signum: int, frame: FrameType | None) -> None:
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, on_sigterm)
+    signal.signal(signal.SIGTERM, _shutdown_handler(None))
 
 
 def stop_on_interrupt() -> threading.Event:
     """Install SIGINT and SIGTERM handlers (main thread only) that set the returned event and raise
     KeyboardInterrupt. A second SIGTERM kills at once (a stuck shutdown can still be ended)."""
     stop = threading.Event()
+    handler = _shutdown_handler(stop)
+    signal.signal(signal.SIGINT, handler)
+    signal.signal(signal.SIGTERM, handler)
+    return stop
 
-    def on_interrupt(signum: int, frame: FrameType | None) -> None:
-        stop.set()
+
+def _shutdown_handler(stop: threading.Event | None) -> Callable[[int, FrameType | None], None]:
+    """A handler that sets `stop` (where given) and raises KeyboardInterrupt; after a SIGTERM the next one kills."""
+    def handler(signum: int, frame: FrameType | None) -> None:
+        if stop is not None:
+            stop.set()
         if signum == signal.SIGTERM:
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
         raise KeyboardInterrupt
 
-    signal.signal(signal.SIGINT, on_interrupt)
-    signal.signal(signal.SIGTERM, on_interrupt)
-    return stop
+    return handler
