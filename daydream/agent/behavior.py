@@ -78,15 +78,17 @@ class Behavior(nn.Module):
 
     def imagine_step(self, wm: WorldModel, state: State, feat: Tensor, act_noise: Tensor,
                      latent_noise: Tensor) -> tuple[State, Tensor, Tensor, dict[str, Tensor]]:
-        """One imagined step from `state` (whose features are `feat`): (next state, its features, the
-        action kept for the loss, the actor's parameters). Tensors in, tensors out, noise given:
-        `torch.compile` takes it whole (`compile_step`), and samples as eager code does."""
+        """One imagined step from `state` (whose features are `feat`): (next carried state, its features,
+        the action kept for the loss, the actor's parameters). Tensors in, tensors out, noise given:
+        `torch.compile` takes it whole (`compile_step`), and samples as eager code does. The prior's
+        statistics stay inside: nothing after the step needs them."""
         p = self.actor.dist_params(feat.detach())
         raw = self.actor.sample_raw(p, act_noise)
         action = self.actor.clip(raw)
         if not self.dynamics_grad:
             raw, action = raw.detach(), action.detach()
-        state = wm.rssm.img_step(state, action.to(state["deter"].dtype), latent_noise)
+        prior = wm.rssm.img_step(state, action.to(state["deter"].dtype), latent_noise)
+        state = {"deter": prior["deter"], "stoch": prior["stoch"]}
         return state, wm.rssm.feat(state), action if self.dynamics_grad else raw, p
 
     def _rollout(self, wm: WorldModel, start: State) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
@@ -102,8 +104,6 @@ class Behavior(nn.Module):
         latent_noise = wm.rssm.sample_noise((horizon, batch), start["deter"].device)
         for a_noise, l_noise in zip(act_noise.unbind(0), latent_noise.unbind(0)):
             state, feat, action, p = self.imagine_step(wm, state, feats[-1].detach(), a_noise, l_noise)
-            # only the carried state goes on: the prior's statistics are not needed again
-            state = {"deter": state["deter"], "stoch": state["stoch"]}
             feats.append(feat)
             actions.append(action)
             params.append(p)
