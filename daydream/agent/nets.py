@@ -4,8 +4,10 @@ multi-key observation encoder and decoder (CNN for images, MLP for vectors).
 
 from __future__ import annotations
 
+import contextlib
 import math
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
@@ -62,6 +64,19 @@ class _RMSNormCPU(torch.autograd.Function):
         if ctx.needs_input_grad[1]:
             dw = (grad * xhat).reshape(-1, xhat.shape[-1]).sum(0)
         return dx, dw, None
+
+
+@contextlib.contextmanager
+def frozen(module: nn.Module) -> Iterator[None]:
+    """`module`'s trainable parameters take no gradient inside the block (and take one again after it)."""
+    params = [p for p in module.parameters() if p.requires_grad]
+    for p in params:
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p in params:
+            p.requires_grad_(True)
 
 
 def make_norm(kind: str, dim: int) -> nn.Module:
