@@ -10,7 +10,6 @@ conformance kit) and `new-robot` (a driver, task, config and tests to start from
 from __future__ import annotations
 
 import argparse
-import faulthandler
 import json
 import logging
 import signal
@@ -18,7 +17,7 @@ import sys
 from pathlib import Path
 
 from daydream.config import POLICY_RUNTIMES, ConfigError, load_config
-from daydream.runtime.interrupts import stop_on_interrupt, stop_on_sigterm
+from daydream.runtime.interrupts import dump_stacks_on_sigusr1, stop_on_interrupt, stop_on_sigterm
 
 
 def _add_config_args(parser: argparse.ArgumentParser) -> None:
@@ -324,13 +323,6 @@ def restore_sigint() -> None:
     clean shutdown (spool, drain, checkpoint).
     """
     signal.signal(signal.SIGINT, signal.default_int_handler)
-
-
-def dump_stacks_on_sigusr1() -> None:
-    """`kill -USR1 PID` prints every thread's stack to stderr: how to see where a process that will not stop is."""
-    if hasattr(signal, "SIGUSR1"):
-        # the process's own stderr: under pytest's capture sys.stderr has no file descriptor
-        faulthandler.register(signal.SIGUSR1, file=sys.__stderr__, all_threads=True)
 
 
 def main(argv: list[str] | None = None) -> int:

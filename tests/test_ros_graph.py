@@ -10,6 +10,7 @@ launcher restarts both and the graph recovers."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
@@ -72,12 +73,12 @@ def test_launch_sim_graph_end_to_end_with_faults(tmp_path, monkeypatch, backend)
     launcher = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, cwd=REPO, start_new_session=True,
                                 env=loopback_env(monkeypatch))
 
-    def logs() -> str:
+    def logs(tail: int = 2500) -> str:
         parts = [(tmp_path / "launch.log").read_text(errors="replace")[-2000:]]
         for name in ("robot_driver", "robot_actor", "learner"):
             path = logdir / "ros" / f"{name}.log"
             if path.exists():
-                parts.append(f"--- {name}:\n" + path.read_text(errors="replace")[-2500:])
+                parts.append(f"--- {name}:\n" + path.read_text(errors="replace")[-tail:])
         # where each node stood (a stalled node's status stops changing: its time and tick count say so)
         parts.append(f"--- status (read at {time.time():.1f}): driver {read_status(logdir / 'ros' / 'robot_driver')}"
                      f"\nactor {read_status(actor_dir)}")
@@ -85,7 +86,15 @@ def test_launch_sim_graph_end_to_end_with_faults(tmp_path, monkeypatch, backend)
 
     def wait(predicate, timeout: float, what: str) -> None:
         assert launcher.poll() is None, logs()
-        wait_until_true(predicate, timeout, f"{what}\n{logs()}")
+        try:
+            wait_until_true(predicate, timeout, what)
+        except AssertionError as exc:  # the logs and status as they are now, with the nodes' stacks
+            with contextlib.suppress(OSError, ValueError):
+                for pid in json.loads((logdir / "ros" / "pids.json").read_text()).values():
+                    with contextlib.suppress(OSError):
+                        os.kill(pid, signal.SIGUSR1)
+            time.sleep(1.0)
+            raise AssertionError(f"{exc}\n{logs(tail=12000)}") from None
 
     actor_dir = logdir / "actors" / "robot"
     driver_status = lambda: read_status(logdir / "ros" / "robot_driver")  # noqa: E731

@@ -155,10 +155,15 @@ def test_cli_errors_for_bad_async_input(tmp_path):
     assert out.returncode == 2 and "--actors must be at least 1" in out.stderr
 
 
-def test_sigusr1_dumps_every_threads_stack():
+@pytest.mark.parametrize("setup", [
+    "from daydream.runtime.interrupts import dump_stacks_on_sigusr1; dump_stacks_on_sigusr1()",  # the CLI's
+    "from daydream.ros.node_main import node_parser, start_node; "  # every ROS node executable's
+    "start_node('robot_driver', node_parser('robot_driver'), ['--config', 'a1_walk'])",
+], ids=["cli", "ros_node"])
+def test_sigusr1_dumps_every_threads_stack(setup):
     # a process that will not stop can be asked where it is (the multi-process tests do it on a stop timeout)
-    code = ("import os, signal, threading, time; from daydream.cli import dump_stacks_on_sigusr1; "
-            "dump_stacks_on_sigusr1(); threading.Thread(target=time.sleep, args=(5,), daemon=True).start(); "
+    code = (f"import os, signal, threading, time; {setup}; "
+            "threading.Thread(target=time.sleep, args=(5,), daemon=True).start(); "
             "os.kill(os.getpid(), signal.SIGUSR1); time.sleep(0.2)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr

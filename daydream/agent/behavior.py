@@ -130,7 +130,7 @@ class Behavior(nn.Module):
         start = {k: v.detach().reshape(-1, *v.shape[2:]) for k, v in post.items()}
         # The model is the actor's fixed simulator: gradients pass through its steps and heads to the actions, never
         # into its weights. Frozen, its weights are constants to autograd, which a compiled step's backward needs to
-        # know: it computes the gradients of all its inputs that take one (the tiny update 1.05x faster so).
+        # know: it computes the gradients of all its inputs that take one (the tiny update 1.02-1.05x faster so).
         with frozen(wm):
             feats, actions, params = self.imagine(wm, start)
             # REINFORCE: rewards enter only detached advantages and targets, so no graph for them

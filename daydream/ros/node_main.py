@@ -20,6 +20,7 @@ from typing import Any
 
 from daydream.config import Config, ConfigError, load_config
 from daydream.ros.port import Node, make_node
+from daydream.runtime.interrupts import dump_stacks_on_sigusr1
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +97,7 @@ def start_node(role: str, parser: argparse.ArgumentParser,
     args = parser.parse_args(ours)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format=f"%(asctime)s {role} %(levelname)s %(name)s: %(message)s")
+    dump_stacks_on_sigusr1()  # `kill -USR1 PID`: where a node that stopped ticking stands, in its log
     return args, StopSignals(role).install()
 
 

@@ -1,5 +1,6 @@
 """Ctrl-C and SIGTERM as a clean shutdown: `stop_on_sigterm` for any long-running command, and
-`stop_on_interrupt` for a process that runs a control loop (the actor).
+`stop_on_interrupt` for a process that runs a control loop (the actor); and SIGUSR1 as a dump of
+every thread's stack (`dump_stacks_on_sigusr1`), for every daydream process.
 
 There the signal raises KeyboardInterrupt as Python's default handler does, so blocking waits end at
 once, and it also sets a stop event that the loop checks at every step. A KeyboardInterrupt can
@@ -10,7 +11,9 @@ the event still stops the loop at its next step, through the same spool-and-drai
 
 from __future__ import annotations
 
+import faulthandler
 import signal
+import sys
 import threading
 from collections.abc import Callable
 from types import FrameType
@@ -42,3 +45,10 @@ def _shutdown_handler(stop: threading.Event | None) -> Callable[[int, FrameType 
         raise KeyboardInterrupt
 
     return handler
+
+
+def dump_stacks_on_sigusr1() -> None:
+    """`kill -USR1 PID` prints every thread's stack to stderr: how to see where a process that will not stop is."""
+    if hasattr(signal, "SIGUSR1"):
+        # the process's own stderr: under pytest's capture sys.stderr has no file descriptor
+        faulthandler.register(signal.SIGUSR1, file=sys.__stderr__, all_threads=True)
