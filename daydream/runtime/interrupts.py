@@ -2,7 +2,7 @@
 `stop_on_interrupt` for a process that runs a control loop (the actor); and SIGUSR1 as a dump of
 every thread's stack (`dump_stacks_on_sigusr1`), for every daydream process.
 
-There the signal raises KeyboardInterrupt as Python's default handler does, so blocking waits end at
+In a control loop the signal raises KeyboardInterrupt as Python's default handler does, so blocking waits end at
 once, and it also sets a stop event that the loop checks at every step. A KeyboardInterrupt can
 be lost on its way up: C++ extensions that run Python's signal check inside their own calls may
 turn it into another error or drop it (CI saw actors act on for minutes after SIGINT), and then
