@@ -8,6 +8,7 @@ import torch
 from torch._dynamo.utils import counters
 
 from daydream.agent import Agent
+from daydream.config import ConfigError
 from helpers import synthetic_batch, tiny_config, vector_spaces
 
 
@@ -35,3 +36,12 @@ def test_compiled_update_matches_eager(discrete):
         assert abs(metrics["compiled"][key] - value) <= 1e-4 + 1e-3 * abs(value), (key, value, metrics["compiled"][key])
     for (name, a), b in zip(agents["eager"].nets.named_parameters(), agents["compiled"].nets.parameters()):
         torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-5, msg=name)
+
+
+def test_compile_without_a_cpp_compiler_is_refused_at_startup(monkeypatch):
+    # what a CPU box without g++ looks like to torch: none of its compiler names runs
+    monkeypatch.setattr(torch._inductor.config.cpp, "cxx", ("daydream-test-no-such-compiler",))
+    obs_space, act_space = vector_spaces(action_dim=2)
+    with pytest.raises(ConfigError, match="compile: false"):
+        Agent(tiny_config("compile=true", "device=cpu"), obs_space, act_space)
+    Agent(tiny_config("compile=false", "device=cpu"), obs_space, act_space)  # eager needs no compiler

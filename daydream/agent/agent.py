@@ -114,6 +114,7 @@ class Agent:
         # compile: the step functions the filter and imagination loops call at every step (compiling
         # the losses whole unrolled the loops and took minutes); the rest stays eager
         if config.compile:
+            _check_compile_toolchain(self.device)
             wm.rssm.compile_steps()
             behavior.compile_step()
         self._wm_loss, self._actor_loss, self._critic_loss = wm.loss, behavior.actor_loss, behavior.critic_loss
@@ -317,3 +318,18 @@ class Agent:
         if key == "action":
             return (self.action_dim,)
         return ()
+
+
+def _check_compile_toolchain(device: torch.device) -> None:
+    """compile: true on a CPU builds C++ kernels at the first update: without a compiler, say so at startup
+    (a learner process would otherwise start, load its replay and die in its first update)."""
+    if device.type != "cpu":
+        return
+    from torch._inductor import cpp_builder
+
+    try:
+        cpp_builder.get_cpp_compiler()
+    except Exception as exc:  # torch's InvalidCxxCompiler; its module path has moved between releases
+        raise ConfigError(f"compile: true on a CPU needs a C++ compiler for torch.compile's kernels, and torch "
+                          f"found none ({exc}); install one (for example `apt-get install g++`) or set "
+                          f"compile: false") from exc
