@@ -84,13 +84,16 @@ def test_launch_sim_graph_end_to_end_with_faults(tmp_path, monkeypatch, backend)
                      f"\nactor {read_status(actor_dir)}")
         return "\n".join(parts)
 
+    # the launcher's record of its nodes' process ids (it rewrites it on a restart)
+    node_pids = lambda: json.loads((logdir / "ros" / "pids.json").read_text())  # noqa: E731
+
     def wait(predicate, timeout: float, what: str) -> None:
         assert launcher.poll() is None, logs()
         try:
             wait_until_true(predicate, timeout, what)
         except AssertionError as exc:  # the logs and status as they are now, with the nodes' stacks
             with contextlib.suppress(OSError, ValueError):
-                for pid in json.loads((logdir / "ros" / "pids.json").read_text()).values():
+                for pid in node_pids().values():
                     with contextlib.suppress(OSError):
                         os.kill(pid, signal.SIGUSR1)
             time.sleep(1.0)
@@ -116,7 +119,7 @@ def test_launch_sim_graph_end_to_end_with_faults(tmp_path, monkeypatch, backend)
         # takes the actuators to damping and the sim's commands stop. A hang, not a death, first: a killed actor is
         # restarted at once, and the watchdog counts driver time, which a starved sim driver on a loaded CI box may
         # advance by less than its timeout before the new actor commands again (seen: 3 s without commands, no trip)
-        pids = json.loads((logdir / "ros" / "pids.json").read_text())
+        pids = node_pids()
         before = driver_status()  # the driver's start, before any command, may have tripped the watchdog already
         trips, entries = before["safety"]["watchdog_trips"], before["driver"]["safe_mode_entries"]
         os.kill(pids["robot_actor"], signal.SIGSTOP)
@@ -145,7 +148,7 @@ def test_launch_sim_graph_end_to_end_with_faults(tmp_path, monkeypatch, backend)
             spinner = threading.Thread(target=probe.spin, args=(stop,), daemon=True)
             spinner.start()
             wait(lambda: len(commands) > 5, 20, "commands seen on /robot/joint_commands")
-            pids = json.loads((logdir / "ros" / "pids.json").read_text())
+            pids = node_pids()
             os.kill(pids["robot_driver"], signal.SIGKILL)
             killed = time.time()
             wait(lambda: "old" in read_status(actor_dir).get("fault", ""), 60, "the actor's stale-sensor fault")
@@ -174,7 +177,7 @@ def test_launch_sim_graph_end_to_end_with_faults(tmp_path, monkeypatch, backend)
         out.close()
     assert code == 0, logs()
     assert (logdir / "checkpoint.pt").exists()  # the learner stopped cleanly
-    for pid in json.loads((logdir / "ros" / "pids.json").read_text()).values():  # no process left behind
+    for pid in node_pids().values():  # no process left behind
         with pytest.raises(ProcessLookupError):
             os.kill(pid, 0)
 
